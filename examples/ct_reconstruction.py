@@ -1,0 +1,73 @@
+"""The seed example in JAX: how well does a filtered back-projection keep the
+spatial structure of the Shepp-Logan phantom?
+
+Builds the phantom (512x512), simulates its sinogram (Radon transform),
+reconstructs it (inverse Radon), prints the Spatial Correlation Coefficient
+between reconstruction and phantom (torchmetrics 1.9 prints
+0.14591339230537415 for the same inputs) and saves a figure with the phantom,
+the sinogram, the reconstruction and the per-pixel SCC map.
+
+Run:  python examples/ct_reconstruction.py [--out ct_reconstruction.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def make_images():
+    """Returns (phantom, sinogram, reconstruction) as float64 NumPy arrays."""
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import iradon, radon, rescale
+
+    phantom = rescale(shepp_logan_phantom(), scale=512 / 400)
+    theta = np.linspace(0.0, 180.0, max(phantom.shape), endpoint=False)
+    sinogram = radon(phantom, theta=theta)
+    reconstruction = iradon(sinogram, theta=theta, circle=True)
+    return phantom, sinogram, reconstruction
+
+
+def main(argv=None) -> float:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="ct_reconstruction.png", help="figure path (PNG)")
+    args = parser.parse_args(argv)
+
+    import jax_scc
+
+    phantom, sinogram, reconstruction = make_images()
+    # Same inputs as the seed: float32, shape (1, 1, 512, 512).
+    preds = reconstruction.astype(np.float32)[None, None]
+    target = phantom.astype(np.float32)[None, None]
+
+    score = float(jax_scc.spatial_correlation_coefficient(preds, target))
+    scc_map = np.asarray(jax_scc.scc_map(preds, target))[0, 0]
+    print(f"Spatial Correlation Coefficient between the images: {score}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
+    axes[0].set_title("Original (phantom)")
+    axes[0].imshow(phantom, cmap="gray")
+    axes[1].set_title("Radon transform (sinogram)")
+    axes[1].imshow(sinogram, cmap="gray", extent=(0, 180, 0, sinogram.shape[0]), aspect="auto")
+    axes[2].set_title("Reconstruction from sinogram")
+    axes[2].imshow(reconstruction, cmap="gray")
+    axes[3].set_title("SCC map (8x8 windows)")
+    im = axes[3].imshow(scc_map, cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04)
+    for ax in axes[[0, 2, 3]]:
+        ax.set_axis_off()
+    fig.suptitle(f"Spatial Correlation Coefficient: {score:.5f}")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=100)
+    print(f"Saved figure to {args.out}")
+    return score
+
+
+if __name__ == "__main__":
+    main()
