@@ -1,0 +1,62 @@
+"""Run in a subprocess by test_x64.py: JAX_ENABLE_X64 must be set before JAX starts."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jax_scc
+import reference as ref
+
+assert jax.config.read("jax_enable_x64"), "run with JAX_ENABLE_X64=1"
+
+rng = np.random.default_rng(0)
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+    print(("ok   " if cond else "FAIL ") + what)
+
+
+# float64 stays float64 and equals the float64 reference to ~1e-12.
+p = rng.uniform(size=(2, 3, 20, 24))
+t = 0.5 * p + 0.5 * rng.uniform(size=p.shape)
+m = jax_scc.scc_map(p, t, window_size=5)
+check(m.dtype == jnp.float64, f"float64 map dtype ({m.dtype})")
+check(np.abs(np.asarray(m) - ref.scc_map(p, t, window_size=5)).max() < 1e-12, "float64 map vs reference")
+s = jax_scc.spatial_correlation_coefficient(p, t)
+check(s.dtype == jnp.float64, "float64 score dtype")
+check(jax_scc.spatial_correlation_coefficient(p.astype(np.float32), t.astype(np.float32)).dtype == jnp.float32,
+      "float32 stays float32 with x64 on")
+check(jax_scc.spatial_correlation_coefficient(p.astype(np.int32), t.astype(np.int32)).dtype == jnp.float32,
+      "integers are scored in float32 with x64 on")
+
+# sewar 0.4.10 (float64, HxWxC, correlates: symmetric filters only) to 1e-9.
+from sewar.full_ref import scc as sewar_scc
+
+HP5 = [[0, 0, -1, 0, 0], [0, -1, -2, -1, 0], [-1, -2, 16, -2, -1], [0, -1, -2, -1, 0], [0, 0, -1, 0, 0]]
+LAP4 = [[0, -1, 0], [-1, 4, -1], [0, -1, 0]]
+img_t = rng.uniform(size=(37, 41, 3))
+img_p = np.clip(img_t + 0.2 * rng.standard_normal(img_t.shape), 0, 1)
+for hp in (None, HP5, LAP4):
+    for ws in (3, 5, 8, 11):
+        kwargs = {} if hp is None else {"win": hp}
+        expected = sewar_scc(img_t, img_p, ws=ws, **kwargs)
+        ours = float(jax_scc.spatial_correlation_coefficient(img_p[None], img_t[None], hp_filter=hp, window_size=ws, data_format="NHWC"))
+        check(abs(ours - expected) < 1e-9, f"sewar hp={'default' if hp is None else len(hp)} ws={ws}: {ours!r} vs {expected!r}")
+
+# Gradients in float64: analytic vs numerical.
+from jax.test_util import check_grads
+
+p = jnp.asarray(rng.uniform(size=(1, 1, 10, 10)))
+t = jnp.asarray(rng.uniform(size=(1, 1, 10, 10)))
+try:
+    check_grads(lambda x: jax_scc.spatial_correlation_coefficient(x, t, window_size=4), (p,), order=2, modes=["rev", "fwd"])
+    check(True, "check_grads order 2 (fwd and rev)")
+except AssertionError as e:
+    check(False, f"check_grads: {e}")
+
+sys.exit(1 if failures else 0)

@@ -1,0 +1,148 @@
+"""Parity with torchmetrics 1.9: recorded golden values, and live comparisons when
+torch and torchmetrics are installed (the `test` extra installs them)."""
+
+import numpy as np
+import pytest
+
+import jax_scc
+from images import photo, quantize, seed_pair
+
+# --- Golden values -----------------------------------------------------------------
+# Produced with torchmetrics 1.9.0 / torch 2.13.0 (CPU) on the inputs built below:
+#  * "float32": torchmetrics.functional.image.spatial_correlation_coefficient(
+#        torch.from_numpy(preds), torch.from_numpy(target), hp_filter=..., window_size=...,
+#        reduction="none") -- torchmetrics computes in float32;
+#  * "float64": torchmetrics.functional.image.scc._scc_per_channel_compute called per
+#        channel on float64 tensors (the public function always casts to float32), then
+#        the mean over channels and pixels -- the definition evaluated in float64.
+GOLDEN = {
+    "seed": {  # seed example, (1, 1, 512, 512), default filter, window 8
+        "float32": [0.14591339230537415],
+        "float64": [0.14591339670798803],
+    },
+    "camera128_16levels_vs_original": {  # (1, 1, 128, 128), default filter, window 8
+        "float32": [0.10758059471845627],
+        "float64": [0.10824667002347804],
+    },
+    "astronaut_rgb_quantized_and_noisy": {  # (2, 3, 48, 40), 5x5 filter, window 5
+        "float32": [0.5675610303878784, 0.13041043281555176],
+        "float64": [0.567485368202882, 0.1304104246275981],
+    },
+}
+HP5 = ((0, 0, -1, 0, 0), (0, -1, -2, -1, 0), (-1, -2, 16, -2, -1), (0, -1, -2, -1, 0), (0, 0, -1, 0, 0))
+
+
+def _case(name):
+    if name == "seed":
+        p, t = seed_pair()
+        return p, t, {}
+    if name == "camera128_16levels_vs_original":
+        img = photo("camera", 128)
+        return quantize(img)[None, None], img.astype(np.float32)[None, None], {}
+    from skimage import data
+
+    rgb = (data.astronaut()[:48, :40].astype(np.float64) / 255).transpose(2, 0, 1)
+    noise = np.clip(rgb + 0.1 * np.random.default_rng(1).standard_normal(rgb.shape), 0, 1)
+    preds = np.stack([quantize(rgb), noise.astype(np.float32)])
+    target = np.stack([rgb.astype(np.float32)] * 2)
+    return preds, target, {"hp_filter": HP5, "window_size": 5}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_float64(name):
+    """Our float32 result equals torchmetrics' float64 evaluation to 1e-6."""
+    p, t, kwargs = _case(name)
+    ours = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, reduction="none", **kwargs))
+    np.testing.assert_allclose(ours, GOLDEN[name]["float64"], atol=1e-6, rtol=0)
+
+
+def test_golden_float32_seed():
+    p, t, _ = _case("seed")
+    assert abs(float(jax_scc.spatial_correlation_coefficient(p, t)) - GOLDEN["seed"]["float32"][0]) < 1e-6
+
+
+def test_golden_float32_quantized_shows_torchmetrics_drift():
+    """On a quantized photo torchmetrics' float32 score is off by ~7e-4; ours is not."""
+    p, t, _ = _case("camera128_16levels_vs_original")
+    ours = float(jax_scc.spatial_correlation_coefficient(p, t))
+    tm32, tm64 = GOLDEN["camera128_16levels_vs_original"]["float32"][0], GOLDEN["camera128_16levels_vs_original"]["float64"][0]
+    assert abs(tm32 - tm64) > 5e-4
+    assert abs(ours - tm64) < 1e-6
+
+
+# --- Live comparisons ------------------------------------------------------------------
+torch = pytest.importorskip("torch", reason="torch not installed: live torchmetrics parity skipped")
+tm_scc_module = pytest.importorskip("torchmetrics.functional.image.scc")
+
+
+def _tm_float64_map(p, t, hp, ws):
+    """torchmetrics' per-channel code on float64 tensors: map of shape (N, C, H, W)."""
+    p = torch.from_numpy(np.array(p, np.float64))
+    t = torch.from_numpy(np.array(t, np.float64))
+    if p.ndim == 3:
+        p, t = p[:, None], t[:, None]
+    hp = torch.tensor(np.asarray(hp, np.float64))[None, None]
+    return torch.cat(
+        [tm_scc_module._scc_per_channel_compute(p[:, i : i + 1], t[:, i : i + 1], hp, ws) for i in range(p.shape[1])],
+        dim=1,
+    ).numpy()
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_live_golden_values_are_reproduced(name):
+    p, t, kwargs = _case(name)
+    hp = kwargs.get("hp_filter", jax_scc.DEFAULT_HP_FILTER)
+    ws = kwargs.get("window_size", 8)
+    tm32 = tm_scc_module.spatial_correlation_coefficient(
+        torch.from_numpy(np.array(p)), torch.from_numpy(np.array(t)),
+        hp_filter=torch.tensor(hp), window_size=ws, reduction="none",
+    ).numpy()
+    np.testing.assert_allclose(tm32, GOLDEN[name]["float32"], atol=1e-7, rtol=0)
+    tm64 = _tm_float64_map(p, t, hp, ws).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(tm64, GOLDEN[name]["float64"], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "hp,ws",
+    [
+        (jax_scc.DEFAULT_HP_FILTER, 8),
+        (jax_scc.DEFAULT_HP_FILTER, 7),
+        (((1, 2, 0), (-3, 1, 0), (0, 0, -1)), 4),  # asymmetric
+        (((1, -1), (-1, 1)), 3),  # even-sized filter
+        (((1, 0, -1), (2, 0, -2), (1, -1, -1), (0, 0, 1)), 6),  # 4x3
+        (HP5, 5),
+    ],
+)
+def test_live_map_matches_torchmetrics_float64(hp, ws):
+    rng = np.random.default_rng(ws)
+    t = rng.uniform(size=(2, 3, 19, 23)).astype(np.float32)
+    p = (0.5 * t + 0.5 * rng.uniform(size=t.shape)).astype(np.float32)
+    ours = np.asarray(jax_scc.scc_map(p, t, hp_filter=hp, window_size=ws))
+    np.testing.assert_allclose(ours, _tm_float64_map(p, t, hp, ws), atol=1e-5, rtol=0)
+    # And torchmetrics' float32 public function, on these well-conditioned images.
+    tm32 = tm_scc_module.spatial_correlation_coefficient(
+        torch.from_numpy(p), torch.from_numpy(t), hp_filter=torch.tensor(hp), window_size=ws, reduction="none"
+    ).numpy()
+    ours_ps = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, hp_filter=hp, window_size=ws, reduction="none"))
+    np.testing.assert_allclose(ours_ps, tm32, atol=1e-5, rtol=0)
+
+
+def test_live_three_dimensional_input():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=(3, 16, 16)).astype(np.float32)
+    t = rng.uniform(size=(3, 16, 16)).astype(np.float32)
+    tm = tm_scc_module.spatial_correlation_coefficient(torch.from_numpy(p), torch.from_numpy(t)).item()
+    assert abs(float(jax_scc.spatial_correlation_coefficient(p, t)) - tm) < 1e-5
+
+
+def test_live_quantized_photo_torchmetrics_map_is_off_ours_is_not():
+    img = photo("camera", 128)
+    p, t = quantize(img)[None, None], img.astype(np.float32)[None, None]
+    hp = jax_scc.DEFAULT_HP_FILTER
+    tm64 = _tm_float64_map(p, t, hp, 8)
+    tm32 = tm_scc_module._scc_per_channel_compute(
+        torch.from_numpy(p), torch.from_numpy(t), torch.tensor(hp, dtype=torch.float32)[None, None], 8
+    ).numpy()
+    ours = np.asarray(jax_scc.scc_map(p, t))
+    assert np.abs(tm32 - tm64).max() > 0.05
+    assert np.abs(ours - tm64).max() < 1e-5
