@@ -22,12 +22,16 @@ SEED_TORCHMETRICS_FLOAT32 = 0.14591339230537415
 SEED_FLOAT64 = 0.14591339670798803
 
 
-def _assert_close_to_float64(p, t, window_size, hp_filter=None):
-    m = np.asarray(jax_scc.scc_map(p, t, hp_filter=hp_filter, window_size=window_size))
+METHODS = ["slices", "conv"]
+
+
+def _assert_close_to_float64(p, t, window_size, hp_filter=None, method="auto"):
+    m = np.asarray(jax_scc.scc_map(p, t, hp_filter=hp_filter, window_size=window_size, method=method))
     hp_ref = ref.LAPLACIAN if hp_filter is None else np.asarray(hp_filter, np.float64)
     expected = ref.scc_map(p, t, hp_ref, window_size)
     pixel_err = np.abs(m - expected).max()
-    mean_err = abs(float(jax_scc.spatial_correlation_coefficient(p, t, hp_filter=hp_filter, window_size=window_size)) - expected.mean())
+    score = jax_scc.spatial_correlation_coefficient(p, t, hp_filter=hp_filter, window_size=window_size, method=method)
+    mean_err = abs(float(score) - expected.mean())
     assert pixel_err <= MAP_TOL, f"max pixel error {pixel_err:.2e}"
     assert mean_err <= MEAN_TOL, f"mean error {mean_err:.2e}"
     return pixel_err, mean_err
@@ -54,20 +58,22 @@ def _pairs(name):
     }
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("window_size", [3, 4, 8, 16])
 @pytest.mark.parametrize("name", PHOTOS)
-def test_photographs_in_unit_range(name, window_size):
+def test_photographs_in_unit_range(name, window_size, method):
     """Float images in [0, 1]: 16 grey levels (k/15), blur, noise."""
     for case, (p, t) in _pairs(name).items():
         try:
-            _assert_close_to_float64(p[None, None], t[None, None], window_size)
+            _assert_close_to_float64(p[None, None], t[None, None], window_size, method=method)
         except AssertionError as e:
             raise AssertionError(f"{name}/{case}/w={window_size}: {e}") from None
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("window_size", [1, 2, 3, 5, 8, 13])
 @pytest.mark.parametrize("name", PHOTOS)
-def test_integer_valued_photographs_any_window(name, window_size):
+def test_integer_valued_photographs_any_window(name, window_size, method):
     """8-bit data: 16 grey levels of 0..255, blurred and rounded, noisy and rounded."""
     img = photo(name, 96)
     to8 = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
@@ -79,7 +85,7 @@ def test_integer_valued_photographs_any_window(name, window_size):
     }
     for case, (p, t) in cases.items():
         try:
-            _assert_close_to_float64(p[None, None].astype(np.float32), t[None, None].astype(np.float32), window_size)
+            _assert_close_to_float64(p[None, None].astype(np.float32), t[None, None].astype(np.float32), window_size, method=method)
         except AssertionError as e:
             raise AssertionError(f"{name}/{case}/w={window_size}: {e}") from None
         # uint8 input directly is the same computation.
@@ -93,9 +99,10 @@ def test_integer_valued_photographs_any_window(name, window_size):
     [((0, -1, 0), (-1, 4, -1), (0, -1, 0)), ((1, -1), (-1, 1)), ((0.25, 0.5, 0.25), (0.5, -3, 0.5), (0.25, 0.5, 0.25))],
     ids=["laplacian4", "even2x2", "dyadic_fractions"],
 )
-def test_quantized_photograph_other_zero_sum_filters(hp_filter):
+@pytest.mark.parametrize("method", METHODS)
+def test_quantized_photograph_other_zero_sum_filters(hp_filter, method):
     img = photo("camera", 96)
-    _assert_close_to_float64(quantize(img)[None, None], img.astype(np.float32)[None, None], 8, hp_filter)
+    _assert_close_to_float64(quantize(img)[None, None], img.astype(np.float32)[None, None], 8, hp_filter, method)
 
 
 def test_flat_regions_give_exact_zeros():

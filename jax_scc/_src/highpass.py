@@ -44,6 +44,25 @@ def hp_padding(k: int) -> Tuple[int, int]:
     return (k - 1) // 2, k // 2  # floor((k-1)/2), ceil((k-1)/2)
 
 
+def _reflect_pad(x: jax.Array, before: int, after: int, axis: int) -> jax.Array:
+    """Symmetric-reflect padding (``d c b a | a b c d``) along one axis.
+
+    Written as one concatenation of reversed edge slices: XLA's CPU backend
+    lowers ``jnp.pad(mode="symmetric")`` into a chain of slice/concatenate
+    fusions that cost as much as the filter itself.
+    """
+    if not (before or after):
+        return x
+    n = x.shape[axis]
+    parts = []
+    if before:
+        parts.append(lax.rev(lax.slice_in_dim(x, 0, before, axis=axis), (axis,)))
+    parts.append(x)
+    if after:
+        parts.append(lax.rev(lax.slice_in_dim(x, n - after, n, axis=axis), (axis,)))
+    return lax.concatenate(parts, axis)
+
+
 def _taps_by_weight(hp_filter: Filter) -> Dict[float, List[Tuple[int, int]]]:
     """Groups the offsets (into the padded image) of the flipped filter by weight."""
     kh, kw = len(hp_filter), len(hp_filter[0])
@@ -79,8 +98,7 @@ def _filter_taps(
     kh, kw = len(hp_filter), len(hp_filter[0])
     (top, bottom), (left, right) = hp_padding(kh), hp_padding(kw)
     h, w = x.shape[-2], x.shape[-1]
-    pad = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
-    xp = jnp.pad(x, pad, mode="symmetric") if (top or bottom or left or right) else x
+    xp = _reflect_pad(_reflect_pad(x, top, bottom, x.ndim - 2), left, right, x.ndim - 1)
     zero_sum = math.fsum(v for row in hp_filter for v in row) == 0.0
 
     def tap(a: int, b: int) -> jax.Array:

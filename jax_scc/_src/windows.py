@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax_scc._src.fusion import materialise
+
 
 def window_padding(w: int) -> Tuple[int, int]:
     """Zero padding (before, after) of a window of size ``w``."""
@@ -82,12 +84,94 @@ def _merge(a: _Block, b: _Block, na: int, nb: int) -> _Block:
     )
 
 
-def _window_1d(blk: _Block, w: int, axis: int, unit: int) -> _Block:
+def _double_slices(cur: _Block, width: int, axis: int, unit: int) -> _Block:
+    """Merges each block with the one ``width`` positions later, by shifted slices."""
+    length = cur.mp.shape[axis] - width
+    merged = _merge(
+        _slice(cur, 0, length, axis),
+        _slice(cur, width, length, axis),
+        width * unit,
+        width * unit,
+    )
+    return merged
+
+
+def _two_tap(x: jax.Array, taps: Tuple[float, ...], width: int, axis: int) -> jax.Array:
+    """Depthwise ``lax.conv`` of every leading slice of ``x`` with 1-D kernels of 2 taps.
+
+    Output channel ``j`` of each input is ``taps[2j] * x[i] + taps[2j+1] * x[i + width]``
+    along ``axis`` (a kernel of 2 taps dilated by ``width``, VALID padding).
+    Returns shape ``(len(taps) // 2, *x.shape with axis shortened by width)``.
+    """
+    mult = len(taps) // 2
+    lead = x.shape[: x.ndim - 2]
+    h, w = x.shape[-2], x.shape[-1]
+    planes = x.reshape((-1, 1, h, w))  # (B, 1, H, W): one feature per image
+    if axis == x.ndim - 1:
+        kernel_shape, dilation = (mult, 1, 1, 2), (1, width)
+    else:
+        kernel_shape, dilation = (mult, 1, 2, 1), (width, 1)
+    kernel = jnp.asarray(taps, x.dtype).reshape(kernel_shape)
+    out = lax.conv_general_dilated(
+        planes,
+        kernel,
+        window_strides=(1, 1),
+        padding="VALID",
+        rhs_dilation=dilation,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        precision=lax.Precision.HIGHEST,
+    )
+    out = jnp.moveaxis(out, 1, 0)  # (mult, B, H', W')
+    return out.reshape((mult,) + lead + out.shape[-2:])
+
+
+def _double_conv(cur: _Block, width: int, axis: int, unit: int) -> _Block:
+    """The same merge as :func:`_double_slices`, with the pairs formed by ``lax.conv``.
+
+    Means and differences of each pair come from one depthwise convolution
+    with the dilated 2-tap kernels ``(1/2, 1/2)`` and ``(-1, 1)``; co-moment
+    sums from ``(1, 1)``. Each output is a single exact-or-once-rounded
+    operation, so the result is the slice path's to the last bit up to the
+    order of one addition.
+    """
+    dtype = cur.mp.dtype
+    n = width * unit
+    weight = jnp.asarray(n / 2, dtype)  # n * n / (n + n)
+    mp_mean, dp = _two_tap(cur.mp, (0.5, 0.5, -1.0, 1.0), width, axis)
+    mt_mean, dt = _two_tap(cur.mt, (0.5, 0.5, -1.0, 1.0), width, axis)
+
+    def sums(m: Optional[jax.Array]) -> Optional[jax.Array]:
+        return None if m is None else _two_tap(m, (1.0, 1.0), width, axis)[0]
+
+    wdp = dp * weight
+    return _Block(
+        mp=mp_mean,
+        mt=mt_mean,
+        mpp=_add(sums(cur.mpp), wdp * dp),
+        mtt=_add(sums(cur.mtt), (dt * weight) * dt),
+        mpt=_add(sums(cur.mpt), wdp * dt),
+    )
+
+
+# Up to this many doubling steps per pass are left to XLA to fuse into one loop
+# (cheapest for small windows); beyond it each step is materialised, which keeps
+# the cost logarithmic in the window size (see fusion.py).
+_FUSED_DOUBLINGS = 3
+
+
+def _window_1d(
+    blk: _Block, w: int, axis: int, unit: int, double=None, barriers: bool = False
+) -> _Block:
     """Merges ``w`` consecutive blocks along ``axis`` ("same" output, zero padded).
 
     ``unit`` is the pixel count of each input block. Output position ``i``
     covers input positions ``i - ceil((w-1)/2) ... i + floor((w-1)/2)``.
+    ``double`` merges every block with the one ``width`` positions later
+    (default: shifted slices). With ``barriers``, the pass result (small
+    windows) or every doubling step (large windows) is materialised.
     """
+    double = double or _double_slices
+    per_step = barriers and (w.bit_length() - 1) > _FUSED_DOUBLINGS
     if w == 1:
         return blk
     n = blk.mp.shape[axis]
@@ -106,19 +190,15 @@ def _window_1d(blk: _Block, w: int, axis: int, unit: int) -> _Block:
             out_width += width
         remaining >>= 1
         if remaining:
-            length = cur.mp.shape[axis] - width
-            cur = _merge(
-                _slice(cur, 0, length, axis),
-                _slice(cur, width, length, axis),
-                width * unit,
-                width * unit,
-            )
+            cur = double(cur, width, axis, unit)
+            if per_step:
+                cur = materialise(cur)
             width *= 2
-    return out
+    return materialise(out) if barriers and not per_step else out
 
 
 def local_moments(
-    p: jax.Array, t: jax.Array, w: int
+    p: jax.Array, t: jax.Array, w: int, method: str = "slices", barriers: bool = False
 ) -> Tuple[jax.Array, jax.Array, jax.Array]:
     """Local variances and covariance over zero-padded ``w x w`` windows.
 
@@ -126,6 +206,8 @@ def local_moments(
       p: high-passed predictions, shape ``(..., H, W)``, float32 or float64.
       t: high-passed targets, same shape and dtype.
       w: window size, ``1 <= w <= min(H, W)``.
+      method: ``"slices"`` forms the pairs of each doubling step from shifted
+        slices; ``"conv"`` from dilated 2-tap depthwise ``lax.conv`` kernels.
 
     Returns:
       ``(var_p, var_t, cov)``, each of shape ``(..., H, W)``: the windowed
@@ -138,7 +220,8 @@ def local_moments(
         zeros = (p - p) + (t - t)
         return zeros, zeros, zeros
     leaves = _Block(p, t, None, None, None)
-    rows = _window_1d(leaves, w, p.ndim - 1, unit=1)
-    win = _window_1d(rows, w, p.ndim - 2, unit=w)
+    double = _double_conv if method == "conv" else _double_slices
+    rows = _window_1d(leaves, w, p.ndim - 1, unit=1, double=double, barriers=barriers)
+    win = _window_1d(rows, w, p.ndim - 2, unit=w, double=double, barriers=barriers)
     inv = jnp.asarray(1.0 / (w * w), p.dtype)
     return win.mpp * inv, win.mtt * inv, win.mpt * inv
