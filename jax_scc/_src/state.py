@@ -291,11 +291,17 @@ def scc_compute(state: SCCState) -> jax.Array:
       >>> float(jax_scc.scc_compute(jax_scc.scc_init()))
       nan
     """
-    state = _check_state(state)
+    return _compute_impl(_check_state(state))
+
+
+@jax.jit
+def _compute_impl(state: SCCState) -> jax.Array:
+    # Jitted so that calling it eagerly moves nothing between host and device.
     total = state.total + state.compensation
     count = state.count.astype(_TOTAL_DTYPE)
-    safe = jnp.where(state.count > 0, count, jnp.ones_like(count))
-    return jnp.where(state.count > 0, total / safe, jnp.full_like(total, jnp.nan))
+    nonempty = state.count > 0
+    safe = jnp.where(nonempty, count, jnp.ones_like(count))
+    return jnp.where(nonempty, total / safe, jnp.full_like(total, jnp.nan))
 
 
 def scc_sync(state: SCCState, axis_name: Union[str, Sequence[str]]) -> SCCState:
