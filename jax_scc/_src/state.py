@@ -311,10 +311,12 @@ def scc_sync(state: SCCState, axis_name: Union[str, Sequence[str]]) -> SCCState:
     ``axis_name``) after each device has updated its own state; every device
     gets the same global totals back.
 
-    The double-float sums are gathered and added exactly (an ``all_gather`` of
-    two scalars per device followed by the same pairwise TwoSum reduction as in
-    a batch), because a plain ``psum`` of ``total`` would round the global sum
-    to float32 once more. The counts are ``psum``-ed.
+    The double-float sums are gathered to every device exactly and added with
+    the same pairwise TwoSum reduction as a batch's scores, because a plain
+    ``psum`` of ``total`` would round the global sum to float32 once more. (The
+    gather is a ``psum`` of a one-hot vector of the pairs: adding zeros is exact,
+    and unlike ``all_gather`` its result is typed as replicated, so it can leave
+    ``shard_map`` with ``out_specs=P()``.) The counts are ``psum``-ed.
 
     Args:
       state: this device's :class:`SCCState`.
@@ -337,9 +339,12 @@ def scc_sync(state: SCCState, axis_name: Union[str, Sequence[str]]) -> SCCState:
     state = _check_state(state)
     if isinstance(axis_name, list):
         axis_name = tuple(axis_name)
-    hi = jax.lax.all_gather(state.total, axis_name)
-    lo = jax.lax.all_gather(state.compensation, axis_name)
-    total, compensation = _df_sum(hi.reshape(-1), lo.reshape(-1))
+    size = jax.lax.axis_size(axis_name)
+    slot = jax.lax.axis_index(axis_name) == jnp.arange(size)
+    zeros = jnp.zeros((size,), _TOTAL_DTYPE)
+    hi = jax.lax.psum(jnp.where(slot, state.total, zeros), axis_name)
+    lo = jax.lax.psum(jnp.where(slot, state.compensation, zeros), axis_name)
+    total, compensation = _df_sum(hi, lo)
     count = jax.lax.psum(state.count, axis_name)
     return SCCState(total=total, compensation=compensation, count=count)
 
