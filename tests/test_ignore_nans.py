@@ -6,6 +6,10 @@ padded), and evaluates tests/reference.py on the inputs with NaN read as 0.
 """
 
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -239,3 +243,38 @@ def test_traced_ignore_nans_rejected_under_jit():
     f = jax.jit(lambda a, b, flag: jax_scc.spatial_correlation_coefficient(a, b, ignore_nans=flag))
     with pytest.raises(TypeError, match="ignore_nans"):
         f(p, t, True)
+
+
+def test_vmap_over_stacks():
+    p, t = _images(seed=13)
+    p[0, 1, 3:5, 3:5] = np.nan
+    f = functools.partial(
+        jax_scc.spatial_correlation_coefficient, reduction="none", ignore_nans=True
+    )
+    stacked = jax.vmap(f)(np.stack([p, t]), np.stack([t, t]))
+    np.testing.assert_array_equal(np.asarray(stacked[0]), np.asarray(f(p, t)))
+    np.testing.assert_allclose(np.asarray(stacked[1]), 1.0, atol=1e-6)
+
+
+def test_float64_matches_reference_to_rounding():
+    """With x64 on, float64 inputs stay float64 (run in a fresh process)."""
+    here = Path(__file__).parent
+    code = """
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np, jax_scc, reference_nan
+rng = np.random.default_rng(0)
+p, t = rng.uniform(size=(3, 2, 16, 16)), rng.uniform(size=(3, 2, 16, 16))
+p[0, 0, 3:5, 0:2] = np.nan
+t[1, 1, -1, 4] = np.nan
+t[2] = np.nan
+s = jax_scc.spatial_correlation_coefficient(p, t, reduction="none", ignore_nans=True)
+assert s.dtype == np.float64, s.dtype
+np.testing.assert_allclose(np.asarray(s), reference_nan.scc_per_sample(p, t), atol=1e-12, rtol=0)
+m = jax_scc.scc_map(p, t, window_size=3, ignore_nans=True)
+np.testing.assert_allclose(np.asarray(m), reference_nan.scc_map(p, t, window_size=3),
+                           atol=1e-12, rtol=0, equal_nan=True)
+"""
+    path = [str(here), str(here.parent), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=here.parent)
