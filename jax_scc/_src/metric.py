@@ -7,7 +7,6 @@ import warnings
 from typing import Any, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 
 from jax_scc._src import state as state_lib
 from jax_scc._src import validation
@@ -20,21 +19,31 @@ from jax_scc._src.validation import Config
 TRACE_COUNTS = {"update": 0, "forward": 0}
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(jax.jit, static_argnames=("config", "ignore_nans"))
 def _update_step(
-    state: SCCState, preds: jax.Array, target: jax.Array, mask: Optional[jax.Array], config: Config
+    state: SCCState,
+    preds: jax.Array,
+    target: jax.Array,
+    mask: Optional[jax.Array],
+    config: Config,
+    ignore_nans: bool = False,
 ) -> SCCState:
     TRACE_COUNTS["update"] += 1
-    scores = per_sample_scores(preds, target, config)
+    scores = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
     return state_lib.add_scores(state, scores, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(jax.jit, static_argnames=("config", "ignore_nans"))
 def _forward_step(
-    state: SCCState, preds: jax.Array, target: jax.Array, mask: Optional[jax.Array], config: Config
+    state: SCCState,
+    preds: jax.Array,
+    target: jax.Array,
+    mask: Optional[jax.Array],
+    config: Config,
+    ignore_nans: bool = False,
 ) -> Tuple[SCCState, jax.Array]:
     TRACE_COUNTS["forward"] += 1
-    scores = per_sample_scores(preds, target, config)
+    scores = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
     batch = state_lib.add_scores(state_lib.scc_init(), scores, mask)
     return state_lib.scc_merge(state, batch), state_lib.scc_compute(batch)
 
@@ -57,6 +66,10 @@ class SpatialCorrelationCoefficient:
       hp_filter: 2-D real high-pass filter; default: 3x3 Laplacian.
       window_size: side of the uniform local window.
       data_format: ``"NCHW"`` or ``"NHWC"``.
+      ignore_nans: treat NaN pixels as missing data, as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
+      method: ``"auto"``, ``"slices"`` or ``"conv"``, as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
 
     Raises:
       ValueError / TypeError: on invalid configuration (checked here, once).
@@ -78,8 +91,12 @@ class SpatialCorrelationCoefficient:
         hp_filter: Optional[Any] = None,
         window_size: int = 8,
         data_format: str = "NCHW",
+        *,
+        ignore_nans: bool = False,
+        method: str = "auto",
     ) -> None:
-        self._config = validation.make_config(hp_filter, window_size, data_format)
+        self._config = validation.make_config(hp_filter, window_size, data_format, method)
+        self._ignore_nans = validation.check_ignore_nans(ignore_nans)
         self.reset()
 
     @property
@@ -105,7 +122,9 @@ class SpatialCorrelationCoefficient:
           target: ground-truth images, same shape as ``preds``.
           mask: optional boolean ``(N,)``; ``False`` drops a sample.
         """
-        self._state = _update_step(self._state, preds, target, mask, config=self._config)
+        self._state = _update_step(
+            self._state, preds, target, mask, config=self._config, ignore_nans=self._ignore_nans
+        )
         self._num_updates += 1
 
     def __call__(self, preds: Any, target: Any, mask: Optional[Any] = None) -> jax.Array:
@@ -121,7 +140,7 @@ class SpatialCorrelationCoefficient:
           (NaN if every sample is masked out).
         """
         self._state, score = _forward_step(
-            self._state, preds, target, mask, config=self._config
+            self._state, preds, target, mask, config=self._config, ignore_nans=self._ignore_nans
         )
         self._num_updates += 1
         return score

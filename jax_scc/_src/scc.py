@@ -23,24 +23,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_scc._src import validation
+from jax_scc._src import nan_handling, validation
 from jax_scc._src.fusion import materialise
 from jax_scc._src.highpass import high_pass
+from jax_scc._src.layout import from_nchw as _from_nchw
+from jax_scc._src.layout import to_nchw as _to_nchw
 from jax_scc._src.validation import Config
 from jax_scc._src.windows import local_moments
-
-
-def _to_nchw(x: jax.Array, data_format: str) -> jax.Array:
-    """``(N,C,H,W)``/``(N,H,W)`` view with the spatial axes last."""
-    if x.ndim == 4 and data_format == "NHWC":
-        return jnp.moveaxis(x, -1, 1)
-    return x
-
-
-def _from_nchw(x: jax.Array, data_format: str) -> jax.Array:
-    if x.ndim == 4 and data_format == "NHWC":
-        return jnp.moveaxis(x, 1, -1)
-    return x
 
 
 def _safe_sqrt(v: jax.Array) -> jax.Array:
@@ -207,10 +196,18 @@ def _per_sample_impl(preds: jax.Array, target: jax.Array, config: Config) -> jax
 
 
 def per_sample_scores(
-    preds: Any, target: Any, config: Config, name_p: str = "preds", name_t: str = "target"
+    preds: Any,
+    target: Any,
+    config: Config,
+    name_p: str = "preds",
+    name_t: str = "target",
+    ignore_nans: bool = False,
 ) -> jax.Array:
     """Validated per-sample SCC scores, shape ``(N,)``. Used by the metric state too."""
+    ignore_nans = validation.check_ignore_nans(ignore_nans)
     preds, target = validation.check_images(preds, target, config, name_p, name_t)
+    if ignore_nans:
+        return nan_handling.per_sample_ignoring_nans(preds, target, config, _scc_map_nchw)
     return _per_sample_impl(preds, target, config)
 
 
@@ -221,6 +218,7 @@ def scc_map(
     window_size: int = 8,
     data_format: str = "NCHW",
     *,
+    ignore_nans: bool = False,
     method: str = "auto",
 ) -> jax.Array:
     """Per-pixel Spatial Correlation Coefficient map.
@@ -239,6 +237,10 @@ def scc_map(
         Defaults to ``[[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]``.
       window_size: side of the uniform local window, ``1 <= window_size <= min(H, W)``.
       data_format: ``"NCHW"`` or ``"NHWC"``.
+      ignore_nans: if True, NaN input pixels are missing data: the map is NaN
+        exactly at the pixels whose footprint (filter support, then window)
+        holds a NaN in ``preds`` or ``target`` of that channel, and gradients
+        stay finite. Inf is not treated as missing.
       method: how the windows are computed (static): ``"slices"`` (shifted
         slices; on CPU walked over the batch in cache-sized chunks), ``"conv"``
         (depthwise ``lax.conv`` with dilated 2-tap kernels) or ``"auto"``
@@ -249,7 +251,7 @@ def scc_map(
       The SCC map with the shape of ``preds``; float32, or float64 for float64 input.
 
     Raises:
-      TypeError: if an input is not a real array.
+      TypeError: if an input is not a real array, or ``ignore_nans`` not a bool.
       ValueError: on mismatched shapes, a rank other than 3 or 4, an invalid
         ``window_size``, ``data_format``, ``hp_filter`` or ``method``.
 
@@ -259,9 +261,15 @@ def scc_map(
       >>> x = jnp.arange(2 * 16 * 16, dtype=jnp.float32).reshape(2, 16, 16) % 7
       >>> scc_map(x, x, window_size=4).shape
       (2, 16, 16)
+      >>> m = scc_map(x.at[0, 0, 0].set(jnp.nan), x, window_size=4, ignore_nans=True)
+      >>> int(jnp.isnan(m).sum())  # pixels whose filter-then-window footprint sees it
+      16
     """
     config = validation.make_config(hp_filter, window_size, data_format, method)
+    ignore_nans = validation.check_ignore_nans(ignore_nans)
     preds, target = validation.check_images(preds, target, config)
+    if ignore_nans:
+        return nan_handling.scc_map_ignoring_nans(preds, target, config, _scc_map_nchw)
     return _scc_map_impl(preds, target, config)
 
 
@@ -273,6 +281,7 @@ def spatial_correlation_coefficient(
     reduction: Optional[str] = "mean",
     data_format: str = "NCHW",
     *,
+    ignore_nans: bool = False,
     method: str = "auto",
 ) -> jax.Array:
     """Spatial Correlation Coefficient (SCC) between two image batches.
@@ -293,6 +302,10 @@ def spatial_correlation_coefficient(
       reduction: ``"mean"`` for one scalar over the batch; ``"none"`` or ``None``
         for one score per sample.
       data_format: ``"NCHW"`` or ``"NHWC"``.
+      ignore_nans: if True, NaN input pixels are missing data: map pixels whose
+        footprint (filter support, then window) holds a NaN are left out of the
+        mean over pixels and channels, gradients stay finite, and a sample with
+        no valid map pixel scores NaN. Inf is not treated as missing.
       method: how the windows are computed (static): ``"slices"`` (shifted
         slices; on CPU walked over the batch in cache-sized chunks), ``"conv"``
         (depthwise ``lax.conv`` with dilated 2-tap kernels) or ``"auto"``
@@ -301,10 +314,11 @@ def spatial_correlation_coefficient(
 
     Returns:
       A scalar (``reduction="mean"``) or an ``(N,)`` array; float32, or float64
-      for float64 input. A sample holding NaN or Inf scores NaN.
+      for float64 input. A sample holding NaN (unless ``ignore_nans``) or Inf
+      scores NaN.
 
     Raises:
-      TypeError: if an input is not a real array.
+      TypeError: if an input is not a real array, or ``ignore_nans`` not a bool.
       ValueError: on mismatched shapes, a rank other than 3 or 4, an invalid
         ``window_size``, ``reduction``, ``data_format``, ``hp_filter`` or
         ``method``.
@@ -318,10 +332,13 @@ def spatial_correlation_coefficient(
       1.0
       >>> scc(x, x, reduction="none").shape
       (4,)
+      >>> hole = x.at[0, :, :8, :8].set(jnp.nan)  # no-data pixels in sample 0
+      >>> float(scc(hole, x, ignore_nans=True))
+      1.0
     """
     config = validation.make_config(hp_filter, window_size, data_format, method)
     reduction = validation.check_reduction(reduction)
-    per_sample = per_sample_scores(preds, target, config)
+    per_sample = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
     if reduction == "mean":
         return jnp.mean(per_sample)
     return per_sample

@@ -195,6 +195,8 @@ def scc_update(
     window_size: int = 8,
     data_format: str = "NCHW",
     mask: Optional[Any] = None,
+    ignore_nans: bool = False,
+    method: str = "auto",
 ) -> SCCState:
     """Adds the per-sample SCC scores of a batch to the running totals.
 
@@ -215,6 +217,10 @@ def scc_update(
       mask: optional boolean ``(N,)``: ``False`` drops a sample (e.g. the
         padding of a fixed-shape last batch). Dropped samples contribute
         nothing to the sum or the count, even when their score is NaN.
+      ignore_nans: treat NaN pixels as missing data (static), as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
+      method: ``"auto"``, ``"slices"`` or ``"conv"`` (static), as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
 
     Returns:
       The updated :class:`SCCState`. An unmasked sample holding NaN or Inf
@@ -237,8 +243,8 @@ def scc_update(
       (3, 1.0)
     """
     state = _check_state(state)
-    config = validation.make_config(hp_filter, window_size, data_format)
-    scores = per_sample_scores(preds, target, config)
+    config = validation.make_config(hp_filter, window_size, data_format, method)
+    scores = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
     return add_scores(state, scores, mask)
 
 

@@ -241,3 +241,13 @@ def check_mask(mask: Optional[Any], batch: int) -> Optional[jax.Array]:
     if mask.dtype != jnp.bool_:
         raise TypeError(f"`mask` must be a boolean array, got dtype {mask.dtype}.")
     return mask
+
+
+def check_ignore_nans(ignore_nans: Any) -> bool:
+    """Returns ``ignore_nans`` if it is a Python bool (it is static configuration)."""
+    if not isinstance(ignore_nans, bool):
+        raise TypeError(
+            "`ignore_nans` must be a Python bool (it is static configuration), got "
+            f"{ignore_nans!r} of type {type(ignore_nans).__name__}."
+        )
+    return ignore_nans
