@@ -30,8 +30,9 @@ def _pair(shape, seed=0):
 def small_chunks(monkeypatch):
     """Makes the slice path walk tiny batches in many chunks (and recompile)."""
 
-    def set_chunk(pixels):
+    def set_chunk(pixels, min_band_rows=4):
         monkeypatch.setattr(scc_impl, "_CHUNK_PIXELS", pixels)
+        monkeypatch.setattr(scc_impl, "_MIN_BAND_ROWS", min_band_rows)
         scc_impl._per_sample_impl.clear_cache()
         scc_impl._scc_map_impl.clear_cache()
 
@@ -78,6 +79,7 @@ def test_methods_match_float64_and_each_other(window_size, hp_filter):
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("window_size", [4, 5])
 @pytest.mark.parametrize(
     "shape, chunk",
     [
@@ -85,26 +87,46 @@ def test_methods_match_float64_and_each_other(window_size, hp_filter):
         ((5, 3, 12, 10), 400),  # one sample per step (5 is prime)
         ((3, 2, 12, 10), 100),  # a sample is larger than a chunk: one plane per step
         ((4, 12, 10), 100),  # 3-D input
+        ((2, 2, 24, 10), 100),  # planes walked in bands of 8 rows (+ halo)
+        ((1, 1, 24, 10), 100),  # one plane, in bands
+        ((2, 24, 10), 50),  # 3-D, bands of 5 rows
+        ((2, 2, 23, 10), 100),  # prime height: no band size fits, whole planes
     ],
 )
-def test_chunked_walks_give_the_unchunked_result(small_chunks, shape, chunk, data_format):
+def test_chunked_walks_give_the_unchunked_result(
+    small_chunks, shape, chunk, data_format, window_size
+):
     p, t = _pair(shape, seed=3)
     if data_format == "NHWC" and len(shape) == 4:
         p, t = np.moveaxis(p, 1, -1), np.moveaxis(t, 1, -1)
-    kwargs = dict(window_size=4, data_format=data_format, method="slices")
+    kwargs = dict(window_size=window_size, data_format=data_format, method="slices")
     whole_map = np.asarray(jax_scc.scc_map(p, t, **kwargs))
     whole = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, reduction="none", **kwargs))
     small_chunks(chunk)
-    plan = scc_impl._plan(scc_impl._to_nchw(jnp.asarray(p), data_format).shape)
-    assert plan.steps > 1 or jax.default_backend() != "cpu"  # one graph on accelerators
+    x4, fmt4 = scc_impl._as_4d(jnp.asarray(p), data_format)
+    plan = scc_impl._plan(scc_impl._to_nchw(x4, fmt4).shape)
+    on_cpu = jax.default_backend() == "cpu"
+    assert plan.steps > 1 or (plan.samples == 0 and on_cpu) or not on_cpu
     chunked_map = np.asarray(jax_scc.scc_map(p, t, **kwargs))
     chunked = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, reduction="none", **kwargs))
-    np.testing.assert_array_equal(chunked_map, whole_map)
-    np.testing.assert_allclose(chunked, whole, atol=1e-7, rtol=0)
+    np.testing.assert_allclose(chunked_map, whole_map, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(chunked, whole, atol=5e-7, rtol=0)  # summation order
     # and the float64 definition
     pc = np.moveaxis(p, -1, 1) if data_format == "NHWC" and len(shape) == 4 else p
     tc = np.moveaxis(t, -1, 1) if data_format == "NHWC" and len(shape) == 4 else t
-    np.testing.assert_allclose(chunked, ref.scc_per_sample(pc, tc, ref.LAPLACIAN, 4), atol=1e-6)
+    expected = ref.scc_map(pc, tc, ref.LAPLACIAN, window_size)
+    chunked_map = np.moveaxis(chunked_map, -1, 1) if pc is not p else chunked_map
+    np.testing.assert_allclose(chunked_map, expected, atol=1e-5, rtol=0)
+    per_sample = expected.reshape(expected.shape[0], -1).mean(axis=1)
+    np.testing.assert_allclose(chunked, per_sample, atol=1e-6)
+
+
+def test_band_rows_divide_the_height():
+    assert scc_impl._band_rows(1024, 1024, 8) == 256
+    assert scc_impl._band_rows(512, 512, 8) == 512  # fits a chunk: no bands
+    assert scc_impl._band_rows(1031, 1024, 8) == 1031  # prime: no band size fits
+    rows = scc_impl._band_rows(2048, 3000, 8)
+    assert 2048 % rows == 0 and rows * 3000 <= scc_impl._CHUNK_PIXELS
 
 
 def test_chunked_path_keeps_nan_local_to_its_sample(small_chunks):

@@ -29,7 +29,7 @@ from jax_scc._src.highpass import high_pass
 from jax_scc._src.layout import from_nchw as _from_nchw
 from jax_scc._src.layout import to_nchw as _to_nchw
 from jax_scc._src.validation import Config
-from jax_scc._src.windows import local_moments
+from jax_scc._src.windows import local_moments, window_padding
 
 
 def _safe_sqrt(v: jax.Array) -> jax.Array:
@@ -101,78 +101,151 @@ def _on_cpu() -> bool:
 
 
 def _plan(shape: Tuple[int, ...]) -> _Plan:
-    n = shape[0]
+    """Chunking of an ``(N, C, H, W)`` batch (one step, no loop, off CPU)."""
+    n, c = shape[0], shape[1]
     if not _on_cpu():
         return _Plan(steps=1, samples=n)
     per_sample = math.prod(shape[1:])
-    if per_sample > _CHUNK_PIXELS and len(shape) == 4:
-        return _Plan(steps=n * _channels(shape), samples=0)
+    if per_sample > _CHUNK_PIXELS:
+        return _Plan(steps=n * c, samples=0)
     fits = [d for d in range(1, n + 1) if n % d == 0 and d * per_sample <= _CHUNK_PIXELS]
     samples = max(fits, default=1)
     return _Plan(steps=n // samples, samples=samples)
 
 
-def _channels(shape: Tuple[int, ...], data_format: str = "NCHW") -> int:
-    if len(shape) == 3:
-        return 1
-    return shape[1] if data_format == "NCHW" else shape[3]
+# A plane larger than a chunk is walked in bands of rows (a divisor of H) of
+# at least this many rows; planes whose height has no such divisor go whole.
+_MIN_BAND_ROWS = 32
+
+
+def _band_rows(h: int, w_img: int, window: int) -> int:
+    """Rows per band for an ``h x w_img`` plane; ``h`` means no bands."""
+    per_band = _CHUNK_PIXELS // w_img
+    if per_band >= h:
+        return h
+    low = max(window, _MIN_BAND_ROWS)
+    fits = [r for r in range(low, per_band + 1) if h % r == 0]
+    return max(fits) if fits else h
+
+
+def _walk_bands(p: jax.Array, t: jax.Array, config: Config, rows: int, emit, init):
+    """Computes the map of ``(1, 1, H, W)`` planes band by band.
+
+    The high-pass is computed once for the whole plane and zero padded by the
+    window's rows; each band then reads its rows plus the ``w - 1`` halo rows
+    and runs the window passes on them alone, so that its intermediates stay
+    in cache. ``emit(carry, j, band_map)`` folds band ``j``'s map into ``carry``.
+    """
+    w = config.window_size
+    hp_p, hp_t = materialise((high_pass(p, config.hp_filter), high_pass(t, config.hp_filter)))
+    pad = [(0, 0)] * (p.ndim - 2) + [window_padding(w), (0, 0)]
+    hp_p, hp_t = jnp.pad(hp_p, pad), jnp.pad(hp_t, pad)
+
+    def body(j, carry):
+        start = j * rows
+        bp = lax.dynamic_slice_in_dim(hp_p, start, rows + w - 1, axis=p.ndim - 2)
+        bt = lax.dynamic_slice_in_dim(hp_t, start, rows + w - 1, axis=p.ndim - 2)
+        moments = local_moments(bp, bt, w, config.method, barriers=True, halo_rows=True)
+        return emit(carry, j, scc_from_moments(*moments))
+
+    return lax.fori_loop(0, p.shape[-2] // rows, body, init)
+
+
+def _plane_map(p: jax.Array, t: jax.Array, config: Config) -> jax.Array:
+    """The map of one ``(1, 1, H, W)`` plane, in bands when it is large."""
+    h, w_img = p.shape[-2:]
+    rows = _band_rows(h, w_img, config.window_size)
+    if rows == h:
+        return _scc_map_nchw(p, t, config)
+
+    def emit(out, j, band):
+        return lax.dynamic_update_slice_in_dim(out, band, j * rows, axis=p.ndim - 2)
+
+    return _walk_bands(p, t, config, rows, emit, jnp.zeros_like(p))
+
+
+def _plane_mean(p: jax.Array, t: jax.Array, config: Config) -> jax.Array:
+    """The mean map value of one ``(1, 1, H, W)`` plane, a scalar."""
+    h, w_img = p.shape[-2:]
+    rows = _band_rows(h, w_img, config.window_size)
+    if rows == h:
+        return _mean_per_sample(_scc_map_nchw(p, t, config))[0]
+
+    def emit(total, j, band):
+        return total + jnp.sum(jnp.mean(band, axis=-1))  # sum of row means
+
+    zero = jnp.zeros((), p.dtype)
+    return _walk_bands(p, t, config, rows, emit, zero) / jnp.asarray(h, p.dtype)
+
+
+def _as_4d(x: jax.Array, data_format: str) -> Tuple[jax.Array, str]:
+    """``(N, H, W)`` as ``(N, 1, H, W)``; 4-D unchanged. Returns the layout too."""
+    if x.ndim == 3:
+        return x[:, None], "NCHW"
+    return x, data_format
 
 
 def _chunk_index(x: jax.Array, plan: _Plan, i: jax.Array, data_format: str):
-    """Start indices and sizes of chunk ``i`` of ``x`` in its own layout."""
-    zeros = [0] * x.ndim
+    """Start indices and sizes of chunk ``i`` of the 4-D ``x`` in its own layout."""
+    start = [0] * x.ndim
     if plan.samples:
-        start = list(zeros)
         start[0] = i * plan.samples
         return start, (plan.samples,) + x.shape[1:]
-    c = _channels(x.shape, data_format)
     c_axis = 1 if data_format == "NCHW" else 3
-    start = list(zeros)
+    c = x.shape[c_axis]
     start[0], start[c_axis] = i // c, i % c
     size = list(x.shape)
     size[0] = size[c_axis] = 1
     return start, tuple(size)
 
 
+def _chunks(preds: jax.Array, target: jax.Array, config: Config, plan: _Plan, fmt: str, i):
+    """Chunk ``i`` of both 4-D inputs in NCHW, with its start indices in ``fmt``."""
+    start, size = _chunk_index(preds, plan, i, fmt)
+    p = _to_nchw(lax.dynamic_slice(preds, start, size), fmt)
+    t = _to_nchw(lax.dynamic_slice(target, start, size), fmt)
+    return start, p, t
+
+
 def _chunked_map(preds: jax.Array, target: jax.Array, config: Config) -> jax.Array:
     """The SCC map computed chunk by chunk (slice path)."""
-    fmt = config.data_format
+    rank = preds.ndim
+    preds, fmt = _as_4d(preds, config.data_format)
+    target, _ = _as_4d(target, config.data_format)
     plan = _plan(_to_nchw(preds, fmt).shape)
-    if plan.steps == 1:
-        return _from_nchw(_scc_map_nchw(_to_nchw(preds, fmt), _to_nchw(target, fmt), config), fmt)
+    if plan.samples and plan.steps == 1:
+        out = _from_nchw(_scc_map_nchw(_to_nchw(preds, fmt), _to_nchw(target, fmt), config), fmt)
+    else:
 
-    def body(i, out):
-        start, size = _chunk_index(preds, plan, i, fmt)
-        p = _to_nchw(lax.dynamic_slice(preds, start, size), fmt)
-        t = _to_nchw(lax.dynamic_slice(target, start, size), fmt)
-        m = _from_nchw(_scc_map_nchw(p, t, config), fmt)
-        return lax.dynamic_update_slice(out, m, start)
+        def body(i, out):
+            start, p, t = _chunks(preds, target, config, plan, fmt, i)
+            m = _scc_map_nchw(p, t, config) if plan.samples else _plane_map(p, t, config)
+            return lax.dynamic_update_slice(out, _from_nchw(m, fmt), start)
 
-    return lax.fori_loop(0, plan.steps, body, jnp.zeros_like(preds))
+        out = lax.fori_loop(0, plan.steps, body, jnp.zeros_like(preds))
+    return out[:, 0] if rank == 3 else out
 
 
 def _chunked_per_sample(preds: jax.Array, target: jax.Array, config: Config) -> jax.Array:
     """Per-sample scores computed chunk by chunk (slice path)."""
-    fmt = config.data_format
-    shape = _to_nchw(preds, fmt).shape
-    plan = _plan(shape)
-    if plan.steps == 1:
+    preds, fmt = _as_4d(preds, config.data_format)
+    target, _ = _as_4d(target, config.data_format)
+    n, c = _to_nchw(preds, fmt).shape[:2]
+    plan = _plan(_to_nchw(preds, fmt).shape)
+    if plan.samples and plan.steps == 1:
         return _mean_per_sample(_scc_map_nchw(_to_nchw(preds, fmt), _to_nchw(target, fmt), config))
-    n = shape[0]
 
     def body(i, acc):
-        start, size = _chunk_index(preds, plan, i, fmt)
-        p = _to_nchw(lax.dynamic_slice(preds, start, size), fmt)
-        t = _to_nchw(lax.dynamic_slice(target, start, size), fmt)
-        scores = _mean_per_sample(_scc_map_nchw(p, t, config))
+        start, p, t = _chunks(preds, target, config, plan, fmt, i)
         if plan.samples:
+            scores = _mean_per_sample(_scc_map_nchw(p, t, config))
             return lax.dynamic_update_slice(acc, scores, (start[0],))
-        return acc.at[start[0]].add(scores[0])  # one channel's mean
+        return acc.at[start[0]].add(_plane_mean(p, t, config))  # one channel's mean
 
     out = lax.fori_loop(0, plan.steps, body, jnp.zeros((n,), preds.dtype))
     if plan.samples:
         return out
-    return out / jnp.asarray(shape[1], preds.dtype)
+    return out / jnp.asarray(c, preds.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

@@ -160,7 +160,13 @@ _FUSED_DOUBLINGS = 3
 
 
 def _window_1d(
-    blk: _Block, w: int, axis: int, unit: int, double=None, barriers: bool = False
+    blk: _Block,
+    w: int,
+    axis: int,
+    unit: int,
+    double=None,
+    barriers: bool = False,
+    pad: bool = True,
 ) -> _Block:
     """Merges ``w`` consecutive blocks along ``axis`` ("same" output, zero padded).
 
@@ -168,18 +174,22 @@ def _window_1d(
     covers input positions ``i - ceil((w-1)/2) ... i + floor((w-1)/2)``.
     ``double`` merges every block with the one ``width`` positions later
     (default: shifted slices). With ``barriers``, the pass result (small
-    windows) or every doubling step (large windows) is materialised.
+    windows) or every doubling step (large windows) is materialised. With
+    ``pad=False`` the input already holds the ``w - 1`` halo positions and the
+    output is ``w - 1`` shorter ("valid").
     """
     double = double or _double_slices
     per_step = barriers and (w.bit_length() - 1) > _FUSED_DOUBLINGS
     if w == 1:
         return blk
-    n = blk.mp.shape[axis]
-    before, after = window_padding(w)
-    ndim = blk.mp.ndim
-    pad = [(0, 0)] * ndim
-    pad[axis] = (before, after)
-    cur = _Block(*(None if x is None else jnp.pad(x, pad) for x in blk))
+    if pad:
+        n = blk.mp.shape[axis]
+        widths = [(0, 0)] * blk.mp.ndim
+        widths[axis] = window_padding(w)
+        cur = _Block(*(None if x is None else jnp.pad(x, widths) for x in blk))
+    else:
+        n = blk.mp.shape[axis] - (w - 1)
+        cur = blk
     width, offset, out, out_width = 1, 0, None, 0
     remaining = w
     while remaining:
@@ -198,7 +208,12 @@ def _window_1d(
 
 
 def local_moments(
-    p: jax.Array, t: jax.Array, w: int, method: str = "slices", barriers: bool = False
+    p: jax.Array,
+    t: jax.Array,
+    w: int,
+    method: str = "slices",
+    barriers: bool = False,
+    halo_rows: bool = False,
 ) -> Tuple[jax.Array, jax.Array, jax.Array]:
     """Local variances and covariance over zero-padded ``w x w`` windows.
 
@@ -216,12 +231,14 @@ def local_moments(
       counted as pixels.
     """
     if w == 1:
-        # A single pixel has no spread; NaN/Inf still propagate.
+        # A single pixel has no spread; NaN/Inf still propagate. (w - 1 = 0: no halo.)
         zeros = (p - p) + (t - t)
         return zeros, zeros, zeros
     leaves = _Block(p, t, None, None, None)
     double = _double_conv if method == "conv" else _double_slices
     rows = _window_1d(leaves, w, p.ndim - 1, unit=1, double=double, barriers=barriers)
-    win = _window_1d(rows, w, p.ndim - 2, unit=w, double=double, barriers=barriers)
+    win = _window_1d(
+        rows, w, p.ndim - 2, unit=w, double=double, barriers=barriers, pad=not halo_rows
+    )
     inv = jnp.asarray(1.0 / (w * w), p.dtype)
     return win.mpp * inv, win.mtt * inv, win.mpt * inv
