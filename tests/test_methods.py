@@ -78,27 +78,24 @@ def test_methods_match_float64_and_each_other(window_size, hp_filter):
     np.testing.assert_allclose(maps["slices"], maps["conv"], atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
-@pytest.mark.parametrize("window_size", [4, 5])
 @pytest.mark.parametrize(
-    "shape, chunk",
+    "shape, chunk, window_size, data_format",
     [
-        ((6, 2, 12, 10), 500),  # several whole samples per step (6 = 2 x 3 steps)
-        ((5, 3, 12, 10), 400),  # one sample per step (5 is prime)
-        ((3, 2, 12, 10), 100),  # a sample is larger than a chunk: one plane per step
-        ((4, 12, 10), 100),  # 3-D input
-        ((2, 2, 24, 10), 100),  # planes walked in bands of 8 rows (+ halo)
-        ((1, 1, 24, 10), 100),  # one plane, in bands
-        ((2, 24, 10), 50),  # 3-D, bands of 5 rows
-        ((2, 2, 23, 10), 100),  # prime height: no band size fits, whole planes
+        ((6, 2, 12, 10), 500, 4, "NCHW"),  # several whole samples per step (6 = 2 x 3 steps)
+        ((5, 12, 10, 3), 400, 5, "NHWC"),  # one sample per step (5 is prime)
+        ((3, 12, 10, 2), 100, 4, "NHWC"),  # a sample is larger than a chunk: one plane per step
+        ((4, 12, 10), 100, 5, "NCHW"),  # 3-D input
+        ((2, 2, 24, 10), 100, 4, "NCHW"),  # planes walked in bands of 8 rows (+ halo)
+        ((2, 24, 10, 2), 100, 5, "NHWC"),  # the same in NHWC, odd window
+        ((1, 1, 24, 10), 100, 5, "NCHW"),  # one plane, in bands
+        ((2, 24, 10), 50, 4, "NHWC"),  # 3-D, bands of 5 rows
+        ((2, 2, 23, 10), 100, 4, "NCHW"),  # prime height: no band size fits, whole planes
     ],
 )
 def test_chunked_walks_give_the_unchunked_result(
     small_chunks, shape, chunk, data_format, window_size
 ):
     p, t = _pair(shape, seed=3)
-    if data_format == "NHWC" and len(shape) == 4:
-        p, t = np.moveaxis(p, 1, -1), np.moveaxis(t, 1, -1)
     kwargs = dict(window_size=window_size, data_format=data_format, method="slices")
     whole_map = np.asarray(jax_scc.scc_map(p, t, **kwargs))
     whole = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, reduction="none", **kwargs))
@@ -112,10 +109,10 @@ def test_chunked_walks_give_the_unchunked_result(
     np.testing.assert_allclose(chunked_map, whole_map, atol=1e-6, rtol=0)
     np.testing.assert_allclose(chunked, whole, atol=5e-7, rtol=0)  # summation order
     # and the float64 definition
-    pc = np.moveaxis(p, -1, 1) if data_format == "NHWC" and len(shape) == 4 else p
-    tc = np.moveaxis(t, -1, 1) if data_format == "NHWC" and len(shape) == 4 else t
+    nhwc = data_format == "NHWC" and len(shape) == 4
+    pc, tc = (np.moveaxis(p, -1, 1), np.moveaxis(t, -1, 1)) if nhwc else (p, t)
     expected = ref.scc_map(pc, tc, ref.LAPLACIAN, window_size)
-    chunked_map = np.moveaxis(chunked_map, -1, 1) if pc is not p else chunked_map
+    chunked_map = np.moveaxis(chunked_map, -1, 1) if nhwc else chunked_map
     np.testing.assert_allclose(chunked_map, expected, atol=1e-5, rtol=0)
     per_sample = expected.reshape(expected.shape[0], -1).mean(axis=1)
     np.testing.assert_allclose(chunked, per_sample, atol=1e-6)
