@@ -199,7 +199,7 @@ def _chunk_index(x: jax.Array, plan: _Plan, i: jax.Array, data_format: str):
     return start, tuple(size)
 
 
-def _chunks(preds: jax.Array, target: jax.Array, config: Config, plan: _Plan, fmt: str, i):
+def _chunks(preds: jax.Array, target: jax.Array, plan: _Plan, fmt: str, i):
     """Chunk ``i`` of both 4-D inputs in NCHW, with its start indices in ``fmt``."""
     start, size = _chunk_index(preds, plan, i, fmt)
     p = _to_nchw(lax.dynamic_slice(preds, start, size), fmt)
@@ -218,7 +218,7 @@ def _chunked_map(preds: jax.Array, target: jax.Array, config: Config) -> jax.Arr
     else:
 
         def body(i, out):
-            start, p, t = _chunks(preds, target, config, plan, fmt, i)
+            start, p, t = _chunks(preds, target, plan, fmt, i)
             m = _scc_map_nchw(p, t, config) if plan.samples else _plane_map(p, t, config)
             return lax.dynamic_update_slice(out, _from_nchw(m, fmt), start)
 
@@ -236,7 +236,7 @@ def _chunked_per_sample(preds: jax.Array, target: jax.Array, config: Config) -> 
         return _mean_per_sample(_scc_map_nchw(_to_nchw(preds, fmt), _to_nchw(target, fmt), config))
 
     def body(i, acc):
-        start, p, t = _chunks(preds, target, config, plan, fmt, i)
+        start, p, t = _chunks(preds, target, plan, fmt, i)
         if plan.samples:
             scores = _mean_per_sample(_scc_map_nchw(p, t, config))
             return lax.dynamic_update_slice(acc, scores, (start[0],))
