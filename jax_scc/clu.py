@@ -31,31 +31,10 @@ import jax
 import jax.numpy as jnp
 
 from jax_scc._src import scc as _scc
+from jax_scc._src import state as _state
 from jax_scc._src import validation
 
 _CONFIG_NAMES = ("hp_filter", "window_size", "data_format", "ignore_nans", "reduction")
-
-
-def _two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``a + b`` and its rounding error (Neumaier's branch-free form)."""
-    s = a + b
-    err = jnp.where(jnp.abs(a) >= jnp.abs(b), (a - s) + b, (b - s) + a)
-    return s, err
-
-
-def _compensated_sum(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(total, compensation)`` of a 1-D float32 array, by pairwise halving."""
-    total, comp = x, jnp.zeros_like(x)
-    while total.shape[0] > 1:
-        if total.shape[0] % 2:
-            pad = jnp.zeros((1,), total.dtype)
-            total, comp = jnp.concatenate([total, pad]), jnp.concatenate([comp, pad])
-        half = total.shape[0] // 2
-        s, err = _two_sum(total[:half], total[half:])
-        total, comp = s, comp[:half] + comp[half:] + err
-    if total.shape[0] == 0:
-        return jnp.zeros((), x.dtype), jnp.zeros((), x.dtype)
-    return total[0], comp[0]
 
 
 @flax.struct.dataclass
@@ -121,8 +100,7 @@ class SCC(clu.metrics.Metric):
     @classmethod
     def empty(cls) -> "SCC":
         """The metric before any sample: merging it is a no-op."""
-        zero = jnp.zeros((), jnp.float32)
-        return cls(total=zero, compensation=zero, count=jnp.zeros((), jnp.int32))
+        return cls._from_state(_state.scc_init())
 
     @classmethod
     def from_model_output(
@@ -161,21 +139,23 @@ class SCC(clu.metrics.Metric):
             if mask.dtype != jnp.bool_:
                 mask = mask != 0
             keep = validation.check_mask(mask, scores.shape[0])
-        total, comp = _compensated_sum(jnp.where(keep, scores, jnp.zeros_like(scores)))
-        return cls(total=total, compensation=comp, count=jnp.sum(keep, dtype=jnp.int32))
+        return cls._from_state(_state.add_scores(_state.scc_init(), scores, keep))
+
+    @classmethod
+    def _from_state(cls, state: _state.SCCState) -> "SCC":
+        return cls(total=state.total, compensation=state.compensation, count=state.count)
+
+    def _as_state(self) -> _state.SCCState:
+        return _state.SCCState(self.total, self.compensation, self.count)
 
     def merge(self, other: "SCC") -> "SCC":
-        """Sum of two states. Associative (up to float32 rounding of the pair)."""
-        total, err = _two_sum(self.total, other.total)
-        return type(self)(
-            total=total,
-            compensation=self.compensation + other.compensation + err,
-            count=self.count + other.count,
-        )
+        """Sum of two states (:func:`jax_scc.scc_merge`): commutative, associative
+        up to double-float rounding."""
+        return self._from_state(_state.scc_merge(self._as_state(), other._as_state()))
 
     def compute(self) -> jax.Array:
         """Mean per-sample SCC over all samples seen: float32 ``()``, NaN if none."""
-        return (self.total + self.compensation) / self.count.astype(jnp.float32)
+        return _state.scc_compute(self._as_state())
 
 
 @functools.lru_cache(maxsize=None)

@@ -44,7 +44,7 @@ def hp_padding(k: int) -> Tuple[int, int]:
     return (k - 1) // 2, k // 2  # floor((k-1)/2), ceil((k-1)/2)
 
 
-def _reflect_pad(x: jax.Array, before: int, after: int, axis: int) -> jax.Array:
+def reflect_pad(x: jax.Array, before: int, after: int, axis: int) -> jax.Array:
     """Symmetric-reflect padding (``d c b a | a b c d``) along one axis.
 
     Written as one concatenation of reversed edge slices: XLA's CPU backend
@@ -98,7 +98,7 @@ def _filter_taps(
     kh, kw = len(hp_filter), len(hp_filter[0])
     (top, bottom), (left, right) = hp_padding(kh), hp_padding(kw)
     h, w = x.shape[-2], x.shape[-1]
-    xp = _reflect_pad(_reflect_pad(x, top, bottom, x.ndim - 2), left, right, x.ndim - 1)
+    xp = reflect_pad(reflect_pad(x, top, bottom, x.ndim - 2), left, right, x.ndim - 1)
     zero_sum = math.fsum(v for row in hp_filter for v in row) == 0.0
 
     def tap(a: int, b: int) -> jax.Array:

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_scc._src.highpass import hp_padding
+from jax_scc._src.highpass import hp_padding, reflect_pad
 from jax_scc._src.layout import from_nchw as _from_nchw
 from jax_scc._src.layout import to_nchw as _to_nchw
 from jax_scc._src.validation import Config
@@ -61,9 +61,9 @@ def invalid_pixels(missing: jax.Array, config: Config) -> jax.Array:
     lead = [(0, 0)] * (missing.ndim - 2)
     # High-pass stage: the symmetric-reflect padding repeats border pixels, so a
     # missing pixel near a border is seen again through its reflection.
-    hp_pad = lead + [hp_padding(kh), hp_padding(kw)]
-    if any(hp_pad[-2] + hp_pad[-1]):
-        missing = jnp.pad(missing, hp_pad, mode="symmetric")
+    (top, bottom), (left, right) = hp_padding(kh), hp_padding(kw)
+    missing = reflect_pad(missing, top, bottom, missing.ndim - 2)
+    missing = reflect_pad(missing, left, right, missing.ndim - 1)
     missing = _dilate(missing, kh, kw)
     # Window stage: zero padding holds no data, so it is never missing.
     w = config.window_size
