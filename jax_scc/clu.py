@@ -9,7 +9,7 @@ samples; ``compute()`` is their ratio, i.e. the same number as
 ``spatial_correlation_coefficient`` over all samples seen (NaN before any).
 
 Configuration (``hp_filter``, ``window_size``, ``data_format``,
-``ignore_nans``) is static and lives on the class, because
+``ignore_nans``, ``ignore_flat``, ``method``) is static and lives on the class, because
 ``Collection.empty()`` and ``Collection.single_from_model_output(**outputs)``
 call the metric's classmethods without arguments beyond the model outputs.
 :meth:`SCC.with_config` returns the (cached) configured class; a hand-written
@@ -30,11 +30,18 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jax_scc._src import scc as _scc
+from jax_scc._src import checks, config as config_lib, metric
 from jax_scc._src import state as _state
-from jax_scc._src import validation
 
-_CONFIG_NAMES = ("hp_filter", "window_size", "data_format", "ignore_nans", "reduction")
+_CONFIG_NAMES = (
+    "hp_filter",
+    "window_size",
+    "data_format",
+    "ignore_nans",
+    "ignore_flat",
+    "method",
+    "reduction",
+)
 
 
 @flax.struct.dataclass
@@ -43,12 +50,15 @@ class SCC(clu.metrics.Metric):
 
     Fields (pytree leaves; a leading axis is added by ``all_gather``):
       total: float32 ``()``, the running sum of per-sample scores.
-      compensation: float32 ``()``, the rounding error of ``total`` (Neumaier).
+      compensation: float32 ``()``, the rounding error of ``total`` (a
+        double-float pair with it, as in :class:`jax_scc.SCCState`).
       count: int32 ``()``, the number of samples scored.
 
     The class attributes ``hp_filter`` (``None`` = 3x3 Laplacian),
-    ``window_size`` (8), ``data_format`` ("NCHW") and ``ignore_nans`` (False)
-    configure it; use :meth:`with_config` to get a configured class.
+    ``window_size`` (8), ``data_format`` ("NCHW"), ``ignore_nans`` (False),
+    ``ignore_flat`` (False) and ``method`` ("auto") configure it, as the
+    arguments of :func:`jax_scc.spatial_correlation_coefficient`; use
+    :meth:`with_config` to get a configured class.
 
     Example:
       >>> import jax
@@ -72,14 +82,19 @@ class SCC(clu.metrics.Metric):
     window_size: ClassVar[int] = 8
     data_format: ClassVar[str] = "NCHW"
     ignore_nans: ClassVar[bool] = False
+    ignore_flat: ClassVar[bool] = False
+    method: ClassVar[str] = "auto"
 
     @classmethod
     def with_config(
         cls,
         hp_filter: Optional[Any] = None,
         window_size: int = 8,
+        *,
         data_format: str = "NCHW",
         ignore_nans: bool = False,
+        ignore_flat: bool = False,
+        method: str = "auto",
     ) -> type["SCC"]:
         """Returns the SCC metric class for this static configuration.
 
@@ -90,12 +105,26 @@ class SCC(clu.metrics.Metric):
         Raises:
           TypeError, ValueError: on invalid configuration.
         """
-        config = validation.make_config(hp_filter, window_size, data_format)
-        return _configured(cls, config, validation.check_ignore_nans(ignore_nans))
+        config = config_lib.make_config(
+            hp_filter,
+            window_size,
+            data_format=data_format,
+            ignore_nans=ignore_nans,
+            ignore_flat=ignore_flat,
+            method=method,
+        )
+        return _configured(cls, config)
 
     @classmethod
-    def _config(cls) -> validation.Config:
-        return validation.make_config(cls.hp_filter, cls.window_size, cls.data_format)
+    def _config(cls) -> config_lib.Config:
+        return config_lib.make_config(
+            cls.hp_filter,
+            cls.window_size,
+            data_format=cls.data_format,
+            ignore_nans=cls.ignore_nans,
+            ignore_flat=cls.ignore_flat,
+            method=cls.method,
+        )
 
     @classmethod
     def empty(cls) -> "SCC":
@@ -129,17 +158,11 @@ class SCC(clu.metrics.Metric):
                 "static, use `SCC.with_config(...)` and put the returned class in the "
                 "Collection."
             )
-        ignore_nans = validation.check_ignore_nans(cls.ignore_nans)
-        scores = _scc.per_sample_scores(preds, target, cls._config(), ignore_nans=ignore_nans)
-        scores = scores.astype(jnp.float32)
-        if mask is None:
-            keep = jnp.ones(scores.shape, bool)
-        else:
-            mask = jnp.asarray(mask)
+        if mask is not None:
+            mask = checks.as_real_array(mask, "mask")
             if mask.dtype != jnp.bool_:
-                mask = mask != 0
-            keep = validation.check_mask(mask, scores.shape[0])
-        return cls._from_state(_state.add_scores(_state.scc_init(), scores, keep))
+                mask = mask != 0  # numbers count where nonzero, as in clu.metrics.Average
+        return cls._from_state(metric.update(_state.scc_init(), preds, target, cls._config(), mask))
 
     @classmethod
     def _from_state(cls, state: _state.SCCState) -> "SCC":
@@ -159,19 +182,17 @@ class SCC(clu.metrics.Metric):
 
 
 @functools.lru_cache(maxsize=None)
-def _configured(base: type, config: validation.Config, ignore_nans: bool) -> type:
+def _configured(base: type, config: config_lib.Config) -> type:
     name = f"{base.__name__}_w{config.window_size}_{config.data_format}"
+    fields = {f: getattr(config, f) for f in _CONFIG_NAMES if f != "reduction"}
     attrs = {
-        "hp_filter": config.hp_filter,
-        "window_size": config.window_size,
-        "data_format": config.data_format,
-        "ignore_nans": ignore_nans,
+        **fields,
         "__annotations__": {},
         "__module__": base.__module__,
         "__qualname__": name,
-        "__doc__": f"{base.__name__} with hp_filter={config.hp_filter}, "
-        f"window_size={config.window_size}, data_format={config.data_format!r}, "
-        f"ignore_nans={ignore_nans}.",
+        "__doc__": f"{base.__name__} with "
+        + ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        + ".",
     }
     return flax.struct.dataclass(type(name, (base,), attrs))
 

@@ -147,6 +147,21 @@ def main():
     single_two = update(s_single, single(p), single(t))
     out["metric_sharded"] = [float(m_sharded.compute()), state_values(single_two)["score"]]
 
+    # 7. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
+    import contextlib
+    import importlib.util
+    import io
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "evaluate_stack.py"
+    spec = importlib.util.spec_from_file_location("evaluate_stack", script)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = example.main(["--num-images", "22", "--batch-size", "8", "--image-size", "32", "--window-size", "4"])
+    out["evaluate_stack"] = {"exit": code, "printed": printed.getvalue()}
+
     print(json.dumps(out))
     return 0
 

@@ -41,12 +41,27 @@ HP5 = [[0, 0, -1, 0, 0], [0, -1, -2, -1, 0], [-1, -2, 16, -2, -1], [0, -1, -2, -
 LAP4 = [[0, -1, 0], [-1, 4, -1], [0, -1, 0]]
 img_t = rng.uniform(size=(37, 41, 3))
 img_p = np.clip(img_t + 0.2 * rng.standard_normal(img_t.shape), 0, 1)
-for hp in (None, HP5, LAP4):
-    for ws in (3, 5, 8, 11):
+for hp, windows in ((None, (3, 8)), (HP5, (5, 11)), (LAP4, (4, 8))):
+    for ws in windows:
         kwargs = {} if hp is None else {"win": hp}
         expected = sewar_scc(img_t, img_p, ws=ws, **kwargs)
         ours = float(jax_scc.spatial_correlation_coefficient(img_p[None], img_t[None], hp_filter=hp, window_size=ws, data_format="NHWC"))
         check(abs(ours - expected) < 1e-9, f"sewar hp={'default' if hp is None else len(hp)} ws={ws}: {ours!r} vs {expected!r}")
+
+# ignore_nans in float64: the reference's footprint and values to ~1e-12.
+p = rng.uniform(size=(3, 2, 16, 16))
+t = rng.uniform(size=(3, 2, 16, 16))
+p[0, 0, 3:5, 0:2] = np.nan
+t[1, 1, -1, 4] = np.nan
+t[2] = np.nan
+s = jax_scc.spatial_correlation_coefficient(p, t, reduction="none", ignore_nans=True)
+expected = ref.scc_per_sample(p, t, ignore_nans=True)
+check(s.dtype == jnp.float64 and np.allclose(np.asarray(s), expected, atol=1e-12, rtol=0, equal_nan=True),
+      "float64 ignore_nans scores vs reference")
+m = np.asarray(jax_scc.scc_map(p, t, window_size=3, ignore_nans=True))
+expected = ref.scc_map(p, t, window_size=3, ignore_nans=True)
+check(np.array_equal(np.isnan(m), np.isnan(expected)) and np.nanmax(np.abs(m - expected)) < 1e-12,
+      "float64 ignore_nans map vs reference")
 
 # Gradients in float64: analytic vs numerical.
 from jax.test_util import check_grads

@@ -1,4 +1,4 @@
-"""Test-wide JAX settings: surface implicit broadcasting bugs early."""
+"""Test-wide JAX settings (surface implicit broadcasting early) and import paths."""
 
 import sys
 from pathlib import Path
@@ -7,5 +7,5 @@ import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-# Make tests/reference.py importable as `reference` wherever pytest is run from.
+# Make tests/reference.py and tests/images.py importable wherever pytest runs from.
 sys.path.insert(0, str(Path(__file__).parent))

@@ -1,6 +1,7 @@
 """An independent float64 NumPy evaluation of the SCC definition.
 
-Written from the definition in DEVELOPERS.md, sharing no code with jax_scc:
+Written from the definition in the README ("Conventions"), sharing no code with
+jax_scc:
 
 * ``hp(x) = 2 * conv2d(x, hp_filter)``: a true convolution (kernel flipped) of the
   input padded symmetric-reflect (``d c b a | a b c d``) by floor((k-1)/2) before
@@ -10,6 +11,16 @@ Written from the definition in DEVELOPERS.md, sharing no code with jax_scc:
   ``cov = E[xy] - E[x]E[y]``, ``scc = cov / (sqrt(var_t) sqrt(var_p))``, 0 where
   that denominator is 0;
 * score = mean over pixels and channels (per sample).
+
+Options (NaN in the map marks pixels left out of the mean):
+
+* ``ignore_nans``: a map pixel is left out when some input pixel of its
+  footprint is NaN in preds or target (that channel). The footprint of a map
+  pixel is every high-pass output inside its ``w x w`` window (zero padding is
+  not data); the footprint of a high-pass output is the full ``kh x kw`` filter
+  support on the symmetric-reflect padded input. Written as explicit loops over
+  the offsets. Values at kept pixels: the map of the inputs with NaN read as 0.
+* ``ignore_flat``: a map pixel is left out where the target's window variance is 0.
 """
 
 import numpy as np
@@ -35,46 +46,82 @@ def _window_mean(img, w):
     return np.lib.stride_tricks.sliding_window_view(padded, (w, w)).mean(axis=(-2, -1))
 
 
-def scc_map_2d(preds, target, hp_filter=LAPLACIAN, window_size=8):
-    """SCC map of one channel, float64, shape (H, W)."""
-    p = _high_pass(np.asarray(preds, np.float64), np.asarray(hp_filter, np.float64))
-    t = _high_pass(np.asarray(target, np.float64), np.asarray(hp_filter, np.float64))
+def _missing_footprint(missing, hp_shape, window_size):
+    """Boolean (H, W): map pixels whose footprint holds a missing input pixel."""
+    h, w = missing.shape
+    kh, kw = hp_shape
+    padded = np.pad(missing, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)), mode="symmetric")
+    hp_bad = np.zeros((h, w), bool)
+    for a in range(kh):
+        for b in range(kw):
+            hp_bad |= padded[a : a + h, b : b + w]
+    before, after = window_size // 2, (window_size - 1) // 2
+    padded = np.pad(hp_bad, ((before, after), (before, after)), constant_values=False)
+    bad = np.zeros((h, w), bool)
+    for a in range(window_size):
+        for b in range(window_size):
+            bad |= padded[a : a + h, b : b + w]
+    return bad
+
+
+def scc_map_2d(preds, target, hp_filter=LAPLACIAN, window_size=8, ignore_nans=False, ignore_flat=False):
+    """SCC map of one channel, float64, shape (H, W); NaN where left out."""
+    hp_filter = np.asarray(hp_filter, np.float64)
+    preds, target = np.asarray(preds, np.float64), np.asarray(target, np.float64)
+    missing = np.isnan(preds) | np.isnan(target)
+    if ignore_nans:
+        preds, target = np.where(missing, 0.0, preds), np.where(missing, 0.0, target)
+    p, t = _high_pass(preds, hp_filter), _high_pass(target, hp_filter)
     mp, mt = _window_mean(p, window_size), _window_mean(t, window_size)
     var_p = np.maximum(_window_mean(p * p, window_size) - mp * mp, 0.0)
     var_t = np.maximum(_window_mean(t * t, window_size) - mt * mt, 0.0)
     cov = _window_mean(p * t, window_size) - mp * mt
     den = np.sqrt(var_t) * np.sqrt(var_p)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den == 0, 0.0, cov / np.where(den == 0, 1.0, den))
-
-
-def scc_map(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW"):
-    """SCC map of a batch, float64, same shape as the input."""
-    preds, target = np.asarray(preds), np.asarray(target)
-    if preds.ndim == 3:
-        preds, target = preds[:, None], target[:, None]
-        squeeze = True
-    else:
-        squeeze = False
-        if data_format == "NHWC":
-            preds, target = preds.transpose(0, 3, 1, 2), target.transpose(0, 3, 1, 2)
-    out = np.stack(
-        [
-            np.stack([scc_map_2d(p, t, hp_filter, window_size) for p, t in zip(ps, ts)])
-            for ps, ts in zip(preds, target)
-        ]
-    )
-    if squeeze:
-        return out[:, 0]
-    if data_format == "NHWC":
-        return out.transpose(0, 2, 3, 1)
+        out = np.where(den == 0, 0.0, cov / np.where(den == 0, 1.0, den))
+    if ignore_nans:
+        out[_missing_footprint(missing, hp_filter.shape, window_size)] = np.nan
+    if ignore_flat:
+        out[var_t == 0] = np.nan
     return out
 
 
-def scc_per_sample(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW"):
-    m = scc_map(preds, target, hp_filter, window_size, data_format)
-    return m.reshape(m.shape[0], -1).mean(axis=1)
+def _as_nchw(x, data_format):
+    x = np.asarray(x, np.float64)
+    if x.ndim == 3:
+        return x[:, None]
+    return x.transpose(0, 3, 1, 2) if data_format == "NHWC" else x
 
 
-def scc(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW"):
-    return float(scc_per_sample(preds, target, hp_filter, window_size, data_format).mean())
+def scc_map(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW", **options):
+    """SCC map of a batch, float64, same shape as the input; NaN where left out."""
+    ndim = np.ndim(preds)
+    p, t = _as_nchw(preds, data_format), _as_nchw(target, data_format)
+    out = np.stack(
+        [
+            np.stack([scc_map_2d(a, b, hp_filter, window_size, **options) for a, b in zip(ps, ts)])
+            for ps, ts in zip(p, t)
+        ]
+    )
+    if ndim == 3:
+        return out[:, 0]
+    return out.transpose(0, 2, 3, 1) if data_format == "NHWC" else out
+
+
+def scores_of_map(m, masked):
+    """Per-sample mean of a reference map; with ``masked``, of its non-NaN pixels
+    (NaN if none), else NaN propagates."""
+    m = m.reshape(m.shape[0], -1)
+    if not masked:
+        return m.mean(axis=1)
+    return np.array([row[~np.isnan(row)].mean() if (~np.isnan(row)).any() else np.nan for row in m])
+
+
+def scc_per_sample(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW", **options):
+    """Per-sample mean of the map pixels that count, float64, shape (N,); NaN if none."""
+    m = scc_map(preds, target, hp_filter, window_size, data_format, **options)
+    return scores_of_map(m, options.get("ignore_nans") or options.get("ignore_flat"))
+
+
+def scc(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW", **options):
+    return float(scc_per_sample(preds, target, hp_filter, window_size, data_format, **options).mean())

@@ -1,15 +1,17 @@
-"""The examples run from their command lines' entry points and produce their outputs."""
+"""The examples run from their command lines' entry points and produce their outputs.
+(examples/evaluate_stack.py on four devices: tests/test_distributed.py.)"""
 
 import importlib.util
 from pathlib import Path
 
 import pytest
 
+from images import SEED_TORCHMETRICS_FLOAT32
+
 pytest.importorskip("matplotlib")
 pytest.importorskip("skimage")
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-SEED_SCORE = 0.14591339230537415  # torchmetrics 1.9 on the seed inputs
 
 
 def _load(name):
@@ -23,21 +25,34 @@ def _is_png(path):
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_ct_reconstruction_prints_the_seed_score_and_saves_the_figure(tmp_path, capsys):
+    out = tmp_path / "ct.png"
+    score = _load("ct_reconstruction").main(["--out", str(out)])
+    printed = capsys.readouterr().out
+    assert score == pytest.approx(SEED_TORCHMETRICS_FLOAT32, abs=1e-6)
+    assert f"Spatial Correlation Coefficient between the images: {score}" in printed
+    assert _is_png(out)
+
+
 def test_training_loss_improves_held_out_scc(tmp_path, capsys):
     out = tmp_path / "training.png"
-    initial, final = _load("training_loss").main(
-        ["--steps", "30", "--eval-every", "10", "--out", str(out)]
-    )
+    initial, final = _load("training_loss").main(["--steps", "30", "--eval-every", "10", "--out", str(out)])
     printed = capsys.readouterr().out
     assert final > initial + 0.03, (initial, final)
     assert f"{initial:.4f} -> {final:.4f}" in printed
     assert _is_png(out)
 
 
-def test_ct_reconstruction_prints_seed_score_and_saves_figure(tmp_path, capsys):
-    out = tmp_path / "ct.png"
-    score = _load("ct_reconstruction").main(["--out", str(out)])
-    printed = capsys.readouterr().out
-    assert score == pytest.approx(SEED_SCORE, abs=1e-6)
-    assert f"Spatial Correlation Coefficient between the images: {score}" in printed
-    assert _is_png(out)
+def test_evaluate_stack_checks_itself(monkeypatch, capsys):
+    """Its comparison with the one-shot result can fail, and bad arguments exit 2."""
+    module = _load("evaluate_stack")
+    args = ["--num-images", "5", "--batch-size", "2", "--image-size", "16", "--window-size", "4", "--variant", "jit"]
+    assert module.main(args) == 0
+    monkeypatch.setattr(module, "TOLERANCE", -1.0)  # any difference is too much
+    assert module.main(args) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+    batches = list(module.padded_batches(*module.make_stack(5, 16), 2))
+    assert [b[2].tolist() for b in batches] == [[True, True], [True, True], [True, False]]
+    with pytest.raises(SystemExit) as e:
+        module.main(["--batch-size", "0"])
+    assert e.value.code == 2 and "--batch-size must be a positive multiple" in capsys.readouterr().err

@@ -1,7 +1,14 @@
 """The high-pass stage of SCC: ``hp(x) = 2 * conv2d(x, hp_filter)``.
 
-The filter is static configuration (a tuple of tuples of Python floats), so the
+A true convolution (the kernel flipped) of the input padded symmetric-reflect
+(``d c b a | a b c d``) by floor((k-1)/2) before and ceil((k-1)/2) after. The
+filter is static configuration (a tuple of tuples of Python floats), so the
 convolution unrolls into one shifted slice per non-zero tap.
+
+SCC does not depend on the filter's scale (both images are filtered, and the
+ratio of covariance to standard deviations cancels it), so the filter is first
+scaled by a power of two to a largest weight in [1, 2): exact, and it keeps
+weights such as 1e30 from overflowing the squares of the window stage.
 
 Float32 accuracy. A naive float32 convolution leaves rounding residues of
 ~1e-7 where the exact result is 0 (flat regions, symmetric edges of quantized
@@ -33,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_scc._src.validation import Filter
+from jax_scc._src.config import Filter
 
 _MAX_SCALE_BITS = 8  # weights may be multiples of 2**-8
 _MAX_INT_WEIGHT_SUM = 2**10  # sum of |integer weights| kept small vs. the mantissa
@@ -63,6 +70,15 @@ def reflect_pad(x: jax.Array, before: int, after: int, axis: int) -> jax.Array:
     return lax.concatenate(parts, axis)
 
 
+def normalised(hp_filter: Filter) -> Filter:
+    """``hp_filter`` times the power of two that brings its largest |weight| to [1, 2)."""
+    peak = max(abs(v) for row in hp_filter for v in row)
+    if peak == 0.0:
+        return hp_filter
+    shift = -math.floor(math.log2(peak))
+    return tuple(tuple(math.ldexp(v, shift) for v in row) for row in hp_filter)
+
+
 def _taps_by_weight(hp_filter: Filter) -> Dict[float, List[Tuple[int, int]]]:
     """Groups the offsets (into the padded image) of the flipped filter by weight."""
     kh, kw = len(hp_filter), len(hp_filter[0])
@@ -88,27 +104,26 @@ def _dyadic_scale(hp_filter: Filter) -> Optional[int]:
     return None
 
 
-def _filter_taps(
-    x: jax.Array, hp_filter: Filter, centre: Tuple[int, int], weight_scale: float
-) -> jax.Array:
-    """``sum_k w_k * x_k`` over the taps, padding ``x`` symmetric-reflect.
+def _filter_taps(xp: jax.Array, hp_filter: Filter, weight_scale: float) -> jax.Array:
+    """``sum_k w_k * x_k`` over the taps of the padded ``xp`` ("valid" output).
 
-    Zero-sum filters are formed as ``sum_k w_k (x_k - x_centre)``.
+    Zero-sum filters are formed as ``sum_k w_k (x_k - x_centre)``, which is
+    exactly 0 wherever the taps are equal.
     """
     kh, kw = len(hp_filter), len(hp_filter[0])
-    (top, bottom), (left, right) = hp_padding(kh), hp_padding(kw)
-    h, w = x.shape[-2], x.shape[-1]
-    xp = reflect_pad(reflect_pad(x, top, bottom, x.ndim - 2), left, right, x.ndim - 1)
+    h, w = xp.shape[-2] - (kh - 1), xp.shape[-1] - (kw - 1)
+    a0, b0 = hp_padding(kh)[0], hp_padding(kw)[0]
     zero_sum = math.fsum(v for row in hp_filter for v in row) == 0.0
 
     def tap(a: int, b: int) -> jax.Array:
         return xp[..., a : a + h, b : b + w]
 
+    centre = tap(a0, b0)
     out = None
     for weight, offsets in _taps_by_weight(hp_filter).items():
         if zero_sum:
             # The centre tap's term is (x - x) * w = 0: leave it out.
-            terms = [tap(a, b) - x for (a, b) in offsets if (a, b) != centre]
+            terms = [tap(a, b) - centre for (a, b) in offsets if (a, b) != (a0, b0)]
         else:
             terms = [tap(a, b) for (a, b) in offsets]
         if not terms:
@@ -117,51 +132,83 @@ def _filter_taps(
         for t in terms[1:]:
             group = group + t
         weight = weight * weight_scale
-        group = group if weight == 1.0 else group * jnp.asarray(weight, x.dtype)
+        group = group if weight == 1.0 else group * jnp.asarray(weight, xp.dtype)
         out = group if out is None else out + group
-    return jnp.zeros_like(x) if out is None else out
+    return jnp.zeros_like(centre) if out is None else out
 
 
-def _extraction_scale(x: jax.Array, headroom_bits: int) -> jax.Array:
-    """Per-image power of two ``sigma >= max|x| * 2**headroom_bits``, shape ``(..., 1, 1)``.
-
-    Non-finite pixels are ignored so that a NaN only affects the windows that
-    contain it.
-    """
+def finite_peak(x: jax.Array, axes: Tuple[int, ...] = (-2, -1)) -> jax.Array:
+    """Largest finite ``|x|`` over ``axes`` (kept, of size 1); 0 if there is none."""
     finite_abs = jnp.where(jnp.isfinite(x), jnp.abs(x), jnp.zeros_like(x))
-    peak = jnp.max(finite_abs, axis=(-2, -1), keepdims=True)
+    return jnp.max(finite_abs, axis=axes, keepdims=True)
+
+
+def grid_scale(peak: jax.Array, hp_filter: Filter) -> Optional[jax.Array]:
+    """The grid of the error-free split for images whose largest finite ``|x|`` is ``peak``.
+
+    A power of two ``sigma >= peak * 2**headroom``, where the headroom keeps the
+    filtered sum of the grid parts exact. Non-finite pixels play no part, so
+    that a NaN only affects the windows that contain it. ``None`` for filters
+    that are not small dyadic integers (they use the plain tap sum).
+    """
+    scale = _dyadic_scale(hp_filter)
+    if scale is None:
+        return None
+    int_sum = sum(abs(v) * 2.0**scale for row in hp_filter for v in row)
+    headroom = max(1, math.ceil(math.log2(int_sum + 1)) + 1)
     _, exponent = jnp.frexp(peak)  # peak < 2**exponent
-    max_exp = jnp.finfo(x.dtype).maxexp - 1
-    exponent = jnp.minimum(exponent + headroom_bits, max_exp)
+    max_exp = jnp.finfo(peak.dtype).maxexp - 1
+    exponent = jnp.minimum(exponent + headroom, max_exp)
     return lax.stop_gradient(jnp.ldexp(jnp.ones_like(peak), exponent))
 
 
+def high_pass_valid(
+    xp: jax.Array, hp_filter: Filter, sigma: Optional[jax.Array]
+) -> jax.Array:
+    """``2 * conv2d`` of an already padded ``xp`` ("valid": ``k - 1`` shorter per axis).
+
+    Args:
+      xp: padded images, shape ``(..., H + kh - 1, W + kw - 1)``.
+      hp_filter: the normalised filter (see :func:`normalised`).
+      sigma: :func:`grid_scale` of the unpadded images (broadcastable to
+        ``xp``), or ``None`` for the plain tap sum.
+
+    Returns:
+      Shape ``(..., H, W)``, dtype of ``xp``.
+    """
+    two = jnp.asarray(2.0, xp.dtype)
+    if sigma is None:
+        return _filter_taps(xp, hp_filter, 1.0) * two
+    scale = _dyadic_scale(hp_filter)
+    # Error-free split: hi carries the leading bits on a common grid, lo the rest.
+    # The gradient flows through lo (d hi / d x = 0 almost everywhere would be
+    # wrong), so hi is treated as a constant and lo as x - hi.
+    hi = lax.stop_gradient((xp + sigma) - sigma)
+    lo = xp - hi
+    exact = _filter_taps(hi, hp_filter, 2.0**scale)  # integer weights: exact
+    rest = _filter_taps(lo, hp_filter, 2.0**scale)
+    return (exact + rest) * jnp.asarray(2.0 * 2.0**-scale, xp.dtype)
+
+
 def high_pass(x: jax.Array, hp_filter: Filter) -> jax.Array:
-    """Applies ``2 * conv2d(x, hp_filter)`` with symmetric-reflect padding.
+    """``2 * conv2d(x, hp_filter)`` with symmetric-reflect padding, exact in float32.
 
     Args:
       x: images of shape ``(..., H, W)``, float32 or float64.
       hp_filter: the filter as a tuple of tuples of floats, shape ``(kh, kw)``.
 
     Returns:
-      The high-passed images, shape ``(..., H, W)``, dtype of ``x``.
+      The high-passed images, shape ``(..., H, W)``, dtype of ``x``; computed
+      with the filter scaled by a power of two (see :func:`normalised`).
     """
-    kh, kw = len(hp_filter), len(hp_filter[0])
-    centre = (hp_padding(kh)[0], hp_padding(kw)[0])
-    scale = _dyadic_scale(hp_filter)
-    two = jnp.asarray(2.0, x.dtype)
-    if scale is None:
-        return _filter_taps(x, hp_filter, centre, 1.0) * two
+    hp_filter = normalised(hp_filter)
+    sigma = grid_scale(finite_peak(x), hp_filter)
+    return high_pass_valid(pad_for_high_pass(x, hp_filter), hp_filter, sigma)
 
-    # Integer weights w * 2**scale; the result is divided by 2**scale (exact).
-    int_sum = sum(abs(v) * 2.0**scale for row in hp_filter for v in row)
-    headroom = max(1, math.ceil(math.log2(int_sum + 1)) + 1)
-    sigma = _extraction_scale(x, headroom)
-    # Error-free split: hi carries the leading bits on a common grid, lo the rest.
-    # The gradient flows through lo (d hi / d x = 0 almost everywhere would be
-    # wrong), so hi is treated as a constant and lo as x - hi.
-    hi = lax.stop_gradient((x + sigma) - sigma)
-    lo = x - hi
-    exact = _filter_taps(hi, hp_filter, centre, 2.0**scale)  # computed exactly
-    rest = _filter_taps(lo, hp_filter, centre, 2.0**scale)
-    return (exact + rest) * jnp.asarray(2.0 * 2.0**-scale, x.dtype)
+
+def pad_for_high_pass(x: jax.Array, hp_filter: Filter, rows: bool = True) -> jax.Array:
+    """Symmetric-reflect padding of both axes (or only the columns) for the filter."""
+    kh, kw = len(hp_filter), len(hp_filter[0])
+    if rows:
+        x = reflect_pad(x, *hp_padding(kh), axis=x.ndim - 2)
+    return reflect_pad(x, *hp_padding(kw), axis=x.ndim - 1)

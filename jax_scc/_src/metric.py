@@ -1,50 +1,123 @@
-"""A stateful, torchmetrics-style SCC metric: a thin shell over the pure state."""
+"""SCC as a running metric: the pure update step and the stateful class over it."""
 
 from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import jax
+from jax.typing import ArrayLike
 
 from jax_scc._src import state as state_lib
-from jax_scc._src import validation
-from jax_scc._src.scc import per_sample_scores
+from jax_scc._src.config import Config, make_config
+from jax_scc._src.functional import per_sample_scores
 from jax_scc._src.state import SCCState
-from jax_scc._src.validation import Config
-
-# Number of times each jitted step below was traced (read by the tests to prove
-# that a fixed input shape compiles once).
-TRACE_COUNTS = {"update": 0, "forward": 0}
 
 
-@functools.partial(jax.jit, static_argnames=("config", "ignore_nans"))
+def scc_update(
+    state: SCCState,
+    preds: ArrayLike,
+    target: ArrayLike,
+    hp_filter: Optional[ArrayLike] = None,
+    window_size: int = 8,
+    *,
+    data_format: str = "NCHW",
+    mask: Optional[ArrayLike] = None,
+    ignore_nans: bool = False,
+    ignore_flat: bool = False,
+    method: str = "auto",
+) -> SCCState:
+    """Adds the per-sample SCC scores of a batch to the running totals.
+
+    Pure: returns a new state and leaves ``state`` unchanged. Works under
+    ``jax.jit`` and inside ``lax.scan`` / ``fori_loop``; the returned state has
+    the same dtypes and shapes as ``state``, so a jitted step does not retrace.
+    Configuration arguments are static, as in
+    :func:`~jax_scc.spatial_correlation_coefficient`.
+
+    Args:
+      state: the totals so far (:func:`scc_init` to start).
+      preds: predicted images, ``(N, C, H, W)`` / ``(N, H, W)`` for ``"NCHW"``
+        or ``(N, H, W, C)`` / ``(N, H, W)`` for ``"NHWC"``. Any real dtype.
+      target: ground-truth images, same shape as ``preds``.
+      hp_filter: 2-D real high-pass filter (static); default: 3x3 Laplacian.
+      window_size: side of the uniform local window (static).
+      data_format: ``"NCHW"`` or ``"NHWC"`` (static).
+      mask: optional boolean ``(N,)``: ``False`` drops a sample (e.g. the
+        padding of a fixed-shape last batch). Dropped samples contribute
+        nothing to the sum or the count, even when their score is NaN.
+      ignore_nans: treat NaN pixels as missing data (static), as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
+      ignore_flat: count only windows where the target has structure
+        (static), as in :func:`~jax_scc.spatial_correlation_coefficient`.
+      method: ``"auto"``, ``"slices"`` or ``"conv"`` (static), as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
+
+    Returns:
+      The updated :class:`SCCState`. An unmasked sample holding NaN or Inf
+      makes the accumulated sum (and so :func:`scc_compute`) NaN.
+
+    Raises:
+      TypeError: ``state`` is not an :class:`SCCState`, an image is not a real
+        array, or ``mask`` is not boolean.
+      ValueError: bad images or configuration (as for
+        :func:`~jax_scc.spatial_correlation_coefficient`), or ``mask`` not of
+        shape ``(N,)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import jax_scc
+      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> state = jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)
+      >>> state = jax_scc.scc_update(state, x, -x, window_size=4,
+      ...                            mask=jnp.array([True, False]))  # drop sample 1
+      >>> int(state.count), float(jax_scc.scc_compute(state))  # (1 + 1 - 1) / 3
+      (3, 0.3333333...)
+    """
+    config = make_config(
+        hp_filter,
+        window_size,
+        data_format=data_format,
+        method=method,
+        ignore_nans=ignore_nans,
+        ignore_flat=ignore_flat,
+    )
+    return update(state, preds, target, config, mask)
+
+
+def update(
+    state: SCCState,
+    preds: ArrayLike,
+    target: ArrayLike,
+    config: Config,
+    mask: Optional[ArrayLike] = None,
+) -> SCCState:
+    """:func:`scc_update` with its configuration already made."""
+    state = state_lib.check_state(state)
+    return state_lib.add_scores(state, per_sample_scores(preds, target, config), mask)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
 def _update_step(
     state: SCCState,
     preds: jax.Array,
     target: jax.Array,
     mask: Optional[jax.Array],
     config: Config,
-    ignore_nans: bool = False,
 ) -> SCCState:
-    TRACE_COUNTS["update"] += 1
-    scores = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
-    return state_lib.add_scores(state, scores, mask)
+    return update(state, preds, target, config, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "ignore_nans"))
+@functools.partial(jax.jit, static_argnames=("config",))
 def _forward_step(
     state: SCCState,
     preds: jax.Array,
     target: jax.Array,
     mask: Optional[jax.Array],
     config: Config,
-    ignore_nans: bool = False,
 ) -> Tuple[SCCState, jax.Array]:
-    TRACE_COUNTS["forward"] += 1
-    scores = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
-    batch = state_lib.add_scores(state_lib.scc_init(), scores, mask)
+    batch = update(state_lib.scc_init(), preds, target, config, mask)
     return state_lib.scc_merge(state, batch), state_lib.scc_compute(batch)
 
 
@@ -63,10 +136,13 @@ class SpatialCorrelationCoefficient:
     :meth:`reset`.
 
     Args:
-      hp_filter: 2-D real high-pass filter; default: 3x3 Laplacian.
+      hp_filter: 2-D real high-pass filter; default: 3x3 Laplacian
+        (torchmetrics calls it ``high_pass_filter``).
       window_size: side of the uniform local window.
       data_format: ``"NCHW"`` or ``"NHWC"``.
       ignore_nans: treat NaN pixels as missing data, as in
+        :func:`~jax_scc.spatial_correlation_coefficient`.
+      ignore_flat: count only windows where the target has structure, as in
         :func:`~jax_scc.spatial_correlation_coefficient`.
       method: ``"auto"``, ``"slices"`` or ``"conv"``, as in
         :func:`~jax_scc.spatial_correlation_coefficient`.
@@ -88,20 +164,27 @@ class SpatialCorrelationCoefficient:
 
     def __init__(
         self,
-        hp_filter: Optional[Any] = None,
+        hp_filter: Optional[ArrayLike] = None,
         window_size: int = 8,
-        data_format: str = "NCHW",
         *,
+        data_format: str = "NCHW",
         ignore_nans: bool = False,
+        ignore_flat: bool = False,
         method: str = "auto",
     ) -> None:
-        self._config = validation.make_config(hp_filter, window_size, data_format, method)
-        self._ignore_nans = validation.check_ignore_nans(ignore_nans)
+        self._config = make_config(
+            hp_filter,
+            window_size,
+            data_format=data_format,
+            method=method,
+            ignore_nans=ignore_nans,
+            ignore_flat=ignore_flat,
+        )
         self.reset()
 
     @property
     def config(self) -> Config:
-        """The static configuration ``(hp_filter, window_size, data_format)``."""
+        """The static configuration (filter, window, layout, method, flags)."""
         return self._config
 
     @property
@@ -114,7 +197,9 @@ class SpatialCorrelationCoefficient:
         self._state = state_lib.scc_init()
         self._num_updates = 0
 
-    def update(self, preds: Any, target: Any, mask: Optional[Any] = None) -> None:
+    def update(
+        self, preds: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike] = None
+    ) -> None:
         """Adds a batch's per-sample scores to the running totals.
 
         Args:
@@ -122,12 +207,12 @@ class SpatialCorrelationCoefficient:
           target: ground-truth images, same shape as ``preds``.
           mask: optional boolean ``(N,)``; ``False`` drops a sample.
         """
-        self._state = _update_step(
-            self._state, preds, target, mask, config=self._config, ignore_nans=self._ignore_nans
-        )
+        self._state = _update_step(self._state, preds, target, mask, config=self._config)
         self._num_updates += 1
 
-    def __call__(self, preds: Any, target: Any, mask: Optional[Any] = None) -> jax.Array:
+    def __call__(
+        self, preds: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike] = None
+    ) -> jax.Array:
         """Scores this batch and accumulates it (torchmetrics' ``forward``).
 
         Args:
@@ -140,7 +225,7 @@ class SpatialCorrelationCoefficient:
           (NaN if every sample is masked out).
         """
         self._state, score = _forward_step(
-            self._state, preds, target, mask, config=self._config, ignore_nans=self._ignore_nans
+            self._state, preds, target, mask, config=self._config
         )
         self._num_updates += 1
         return score
@@ -161,19 +246,23 @@ class SpatialCorrelationCoefficient:
             )
         return state_lib.scc_compute(self._state)
 
-    def merge_state(self, other: "SpatialCorrelationCoefficient | SCCState") -> None:
+    def merge_state(self, other: Union["SpatialCorrelationCoefficient", SCCState]) -> None:
         """Adds another metric's totals (or an :class:`~jax_scc.SCCState`) to this one.
 
+        Metrics merge when they compute the same scores: the same filter,
+        window and flags (their ``method`` and ``data_format`` may differ).
+
         Raises:
-          ValueError: ``other`` is a metric with a different configuration.
+          ValueError: ``other`` is a metric whose scores are defined differently.
           TypeError: ``other`` is neither a metric nor an :class:`~jax_scc.SCCState`.
         """
         if isinstance(other, SpatialCorrelationCoefficient):
-            if other.config != self._config:
+            if other.config.scores_key() != self._config.scores_key():
                 raise ValueError(
-                    "Cannot merge SpatialCorrelationCoefficient metrics with different "
-                    f"configurations: this one has {self._config}, `other` has "
-                    f"{other.config}."
+                    "Cannot merge SpatialCorrelationCoefficient metrics that score "
+                    f"differently: this one has {self._config}, `other` has "
+                    f"{other.config} (hp_filter, window_size, ignore_nans and "
+                    "ignore_flat must agree)."
                 )
             other_state, other_updates = other.state, other._num_updates
         elif isinstance(other, SCCState):
@@ -189,6 +278,7 @@ class SpatialCorrelationCoefficient:
     def __repr__(self) -> str:
         c = self._config
         return (
-            f"SpatialCorrelationCoefficient(window_size={c.window_size}, "
-            f"data_format={c.data_format!r}, hp_filter={c.hp_filter})"
+            f"SpatialCorrelationCoefficient(hp_filter={c.hp_filter}, "
+            f"window_size={c.window_size}, data_format={c.data_format!r}, "
+            f"ignore_nans={c.ignore_nans}, ignore_flat={c.ignore_flat}, method={c.method!r})"
         )

@@ -1,5 +1,8 @@
 """Running SCC totals as an immutable pytree, threaded through pure functions.
 
+This module knows nothing about images: it adds up per-sample scores
+(:func:`add_scores`); :func:`jax_scc.scc_update` scores a batch and calls it.
+
 The state holds the sum of per-sample scores and the number of samples. The sum
 is kept as an unevaluated pair of float32 numbers (``total + compensation``, a
 "double-float"), so that it is as accurate as a float64 sum on hardware that has
@@ -23,10 +26,8 @@ from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jax_scc._src import validation
-from jax_scc._src.scc import per_sample_scores
+from jax_scc._src.checks import check_mask
 
 _TOTAL_DTYPE = jnp.float32
 _COUNT_DTYPE = jnp.int32
@@ -116,7 +117,7 @@ def _df_sum(hi: jax.Array, lo: jax.Array) -> Tuple[jax.Array, jax.Array]:
 # --- validation -------------------------------------------------------------------
 
 
-def _check_state(state: Any, name: str = "state") -> SCCState:
+def check_state(state: Any, name: str = "state") -> SCCState:
     if not isinstance(state, SCCState):
         raise TypeError(
             f"`{name}` must be an SCCState (from jax_scc.scc_init() or a previous "
@@ -167,14 +168,14 @@ def add_scores(
     ``mask`` (boolean ``(N,)``) drops samples; a dropped sample contributes
     nothing even if its score is NaN.
     """
-    state = _check_state(state)
+    state = check_state(state)
     scores = jnp.asarray(scores)
     if scores.ndim != 1 or not jnp.issubdtype(scores.dtype, jnp.floating):
         raise ValueError(
             f"`scores` must be a 1-D float array of per-sample scores, got shape "
             f"{scores.shape} and dtype {scores.dtype}."
         )
-    mask = validation.check_mask(mask, scores.shape[0])
+    mask = check_mask(mask, scores.shape[0])
     if mask is None:
         count = jnp.asarray(scores.shape[0], _COUNT_DTYPE)
     else:
@@ -184,68 +185,6 @@ def add_scores(
     hi, lo = _df_sum(*_split(scores))
     total, compensation = _df_add(state.total, state.compensation, hi, lo)
     return SCCState(total=total, compensation=compensation, count=state.count + count)
-
-
-def scc_update(
-    state: SCCState,
-    preds: Any,
-    target: Any,
-    *,
-    hp_filter: Optional[Any] = None,
-    window_size: int = 8,
-    data_format: str = "NCHW",
-    mask: Optional[Any] = None,
-    ignore_nans: bool = False,
-    method: str = "auto",
-) -> SCCState:
-    """Adds the per-sample SCC scores of a batch to the running totals.
-
-    Pure: returns a new state and leaves ``state`` unchanged. Works under
-    ``jax.jit`` and inside ``lax.scan`` / ``fori_loop``; the returned state has
-    the same dtypes and shapes as ``state``, so a jitted step does not retrace.
-    Configuration arguments are static, as in
-    :func:`~jax_scc.spatial_correlation_coefficient`.
-
-    Args:
-      state: the totals so far (:func:`scc_init` to start).
-      preds: predicted images, ``(N, C, H, W)`` / ``(N, H, W)`` for ``"NCHW"``
-        or ``(N, H, W, C)`` / ``(N, H, W)`` for ``"NHWC"``. Any real dtype.
-      target: ground-truth images, same shape as ``preds``.
-      hp_filter: 2-D real high-pass filter (static); default: 3x3 Laplacian.
-      window_size: side of the uniform local window (static).
-      data_format: ``"NCHW"`` or ``"NHWC"`` (static).
-      mask: optional boolean ``(N,)``: ``False`` drops a sample (e.g. the
-        padding of a fixed-shape last batch). Dropped samples contribute
-        nothing to the sum or the count, even when their score is NaN.
-      ignore_nans: treat NaN pixels as missing data (static), as in
-        :func:`~jax_scc.spatial_correlation_coefficient`.
-      method: ``"auto"``, ``"slices"`` or ``"conv"`` (static), as in
-        :func:`~jax_scc.spatial_correlation_coefficient`.
-
-    Returns:
-      The updated :class:`SCCState`. An unmasked sample holding NaN or Inf
-      makes the accumulated sum (and so :func:`scc_compute`) NaN.
-
-    Raises:
-      TypeError: ``state`` is not an :class:`SCCState`, an image is not a real
-        array, or ``mask`` is not boolean.
-      ValueError: bad images or configuration (as for
-        :func:`~jax_scc.spatial_correlation_coefficient`), or ``mask`` not of
-        shape ``(N,)``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (4, 1, 16, 16))
-      >>> state = jax_scc.scc_update(jax_scc.scc_init(), x, x,
-      ...                            mask=jnp.array([True, True, True, False]))
-      >>> int(state.count), float(jax_scc.scc_compute(state))
-      (3, 1.0)
-    """
-    state = _check_state(state)
-    config = validation.make_config(hp_filter, window_size, data_format, method)
-    scores = per_sample_scores(preds, target, config, ignore_nans=ignore_nans)
-    return add_scores(state, scores, mask)
 
 
 def scc_merge(a: SCCState, b: SCCState) -> SCCState:
@@ -264,13 +203,13 @@ def scc_merge(a: SCCState, b: SCCState) -> SCCState:
     Example:
       >>> import jax
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 16, 16))
-      >>> s = jax_scc.scc_update(jax_scc.scc_init(), x, x)
+      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> s = jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)
       >>> int(jax_scc.scc_merge(s, s).count)
       4
     """
-    a = _check_state(a, "a")
-    b = _check_state(b, "b")
+    a = check_state(a, "a")
+    b = check_state(b, "b")
     total, compensation = _df_add(a.total, a.compensation, b.total, b.compensation)
     return SCCState(total=total, compensation=compensation, count=a.count + b.count)
 
@@ -291,13 +230,13 @@ def scc_compute(state: SCCState) -> jax.Array:
     Example:
       >>> import jax
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 16, 16))
-      >>> float(jax_scc.scc_compute(jax_scc.scc_update(jax_scc.scc_init(), x, x)))
+      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> float(jax_scc.scc_compute(jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)))
       1.0
       >>> float(jax_scc.scc_compute(jax_scc.scc_init()))
       nan
     """
-    return _compute_impl(_check_state(state))
+    return _compute_impl(check_state(state))
 
 
 @jax.jit
@@ -334,15 +273,15 @@ def scc_sync(state: SCCState, axis_name: Union[str, Sequence[str]]) -> SCCState:
     Example:
       >>> import functools, jax
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (jax.device_count(), 2, 16, 16))
+      >>> x = jax.random.uniform(jax.random.key(0), (jax.device_count(), 2, 1, 16, 16))
       >>> @functools.partial(jax.pmap, axis_name="batch")
       ... def step(x):
-      ...     s = jax_scc.scc_update(jax_scc.scc_init(), x, x)
+      ...     s = jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)
       ...     return jax_scc.scc_sync(s, "batch")
       >>> int(step(x).count[0]) == 2 * jax.device_count()
       True
     """
-    state = _check_state(state)
+    state = check_state(state)
     if isinstance(axis_name, list):
         axis_name = tuple(axis_name)
     size = jax.lax.axis_size(axis_name)
@@ -353,8 +292,3 @@ def scc_sync(state: SCCState, axis_name: Union[str, Sequence[str]]) -> SCCState:
     total, compensation = _df_sum(hi, lo)
     count = jax.lax.psum(state.count, axis_name)
     return SCCState(total=total, compensation=compensation, count=count)
-
-
-def df_to_float64(state: SCCState) -> np.float64:
-    """``total + compensation`` as a NumPy float64 (host side; for tests and reports)."""
-    return np.float64(np.asarray(state.total)) + np.float64(np.asarray(state.compensation))

@@ -1,4 +1,4 @@
-"""Local variances and covariance over uniform ``w x w`` windows.
+"""Windowed moments of SCC: local means, variances and covariance over ``w x w`` windows.
 
 Two properties matter for SCC and are kept here:
 
@@ -19,13 +19,12 @@ Two properties matter for SCC and are kept here:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_scc._src.fusion import materialise
 
 
 def window_padding(w: int) -> Tuple[int, int]:
@@ -153,10 +152,7 @@ def _double_conv(cur: _Block, width: int, axis: int, unit: int) -> _Block:
     )
 
 
-# Up to this many doubling steps per pass are left to XLA to fuse into one loop
-# (cheapest for small windows); beyond it each step is materialised, which keeps
-# the cost logarithmic in the window size (see fusion.py).
-_FUSED_DOUBLINGS = 3
+Stage = Callable[[Any], Any]
 
 
 def _window_1d(
@@ -164,32 +160,31 @@ def _window_1d(
     w: int,
     axis: int,
     unit: int,
-    double=None,
-    barriers: bool = False,
-    pad: bool = True,
+    double: Callable[[_Block, int, int, int], _Block],
+    padded: bool,
+    stage: Optional[Stage],
+    stage_steps: bool,
 ) -> _Block:
-    """Merges ``w`` consecutive blocks along ``axis`` ("same" output, zero padded).
+    """Merges ``w`` consecutive blocks along ``axis``.
 
     ``unit`` is the pixel count of each input block. Output position ``i``
-    covers input positions ``i - ceil((w-1)/2) ... i + floor((w-1)/2)``.
-    ``double`` merges every block with the one ``width`` positions later
-    (default: shifted slices). With ``barriers``, the pass result (small
-    windows) or every doubling step (large windows) is materialised. With
-    ``pad=False`` the input already holds the ``w - 1`` halo positions and the
-    output is ``w - 1`` shorter ("valid").
+    covers input positions ``i - ceil((w-1)/2) ... i + floor((w-1)/2)``, the
+    input zero padded ("same" output); with ``padded`` the input already holds
+    the ``w - 1`` halo positions and the output is ``w - 1`` shorter ("valid").
+    ``double`` merges every block with the one ``width`` positions later.
+    ``stage`` (if given) is applied to the pass result, or with ``stage_steps``
+    to every doubling step: the execution strategy's hook (a fusion barrier).
     """
-    double = double or _double_slices
-    per_step = barriers and (w.bit_length() - 1) > _FUSED_DOUBLINGS
     if w == 1:
         return blk
-    if pad:
+    if padded:
+        n = blk.mp.shape[axis] - (w - 1)
+        cur = blk
+    else:
         n = blk.mp.shape[axis]
         widths = [(0, 0)] * blk.mp.ndim
         widths[axis] = window_padding(w)
         cur = _Block(*(None if x is None else jnp.pad(x, widths) for x in blk))
-    else:
-        n = blk.mp.shape[axis] - (w - 1)
-        cur = blk
     width, offset, out, out_width = 1, 0, None, 0
     remaining = w
     while remaining:
@@ -201,44 +196,64 @@ def _window_1d(
         remaining >>= 1
         if remaining:
             cur = double(cur, width, axis, unit)
-            if per_step:
-                cur = materialise(cur)
+            if stage is not None and stage_steps:
+                cur = stage(cur)
             width *= 2
-    return materialise(out) if barriers and not per_step else out
+    if stage is not None and not stage_steps:
+        out = stage(out)
+    return out
+
+
+class Moments(NamedTuple):
+    """Windowed statistics of two images, each of shape ``(..., H, W)``.
+
+    ``mp``/``mt`` are the window means; ``vp``/``vt`` the variances
+    ``E[x^2]-E[x]^2`` (>= 0) and ``cov`` the covariance ``E[pt]-E[p]E[t]``.
+    """
+
+    mp: jax.Array
+    mt: jax.Array
+    vp: jax.Array
+    vt: jax.Array
+    cov: jax.Array
 
 
 def local_moments(
     p: jax.Array,
     t: jax.Array,
     w: int,
-    method: str = "slices",
-    barriers: bool = False,
-    halo_rows: bool = False,
-) -> Tuple[jax.Array, jax.Array, jax.Array]:
-    """Local variances and covariance over zero-padded ``w x w`` windows.
+    *,
+    pairing: str = "slices",
+    rows_padded: bool = False,
+    stage: Optional[Stage] = None,
+    stage_steps: bool = False,
+) -> Moments:
+    """Local means, variances and covariance over zero-padded ``w x w`` windows.
 
     Args:
       p: high-passed predictions, shape ``(..., H, W)``, float32 or float64.
       t: high-passed targets, same shape and dtype.
       w: window size, ``1 <= w <= min(H, W)``.
-      method: ``"slices"`` forms the pairs of each doubling step from shifted
+      pairing: ``"slices"`` forms the pairs of each doubling step from shifted
         slices; ``"conv"`` from dilated 2-tap depthwise ``lax.conv`` kernels.
+        The same numbers either way.
+      rows_padded: the rows already hold the window's ``w - 1`` halo rows
+        (zeros outside the image): the output has ``w - 1`` fewer rows.
+      stage: applied to intermediate blocks (see :func:`_window_1d`).
+      stage_steps: apply ``stage`` to every doubling step, not only to each pass.
 
     Returns:
-      ``(var_p, var_t, cov)``, each of shape ``(..., H, W)``: the windowed
-      ``E[p^2]-E[p]^2`` (>= 0), ``E[t^2]-E[t]^2`` (>= 0) and ``E[pt]-E[p]E[t]``,
-      with the zero padding ceil((w-1)/2) before and floor((w-1)/2) after
-      counted as pixels.
+      :class:`Moments`, each of shape ``(..., H, W)`` (``H - w + 1`` rows with
+      ``rows_padded``), with the zero padding ceil((w-1)/2) before and
+      floor((w-1)/2) after counted as pixels.
     """
     if w == 1:
-        # A single pixel has no spread; NaN/Inf still propagate. (w - 1 = 0: no halo.)
+        # A single pixel has no spread (and no halo); NaN/Inf still propagate.
         zeros = (p - p) + (t - t)
-        return zeros, zeros, zeros
+        return Moments(p, t, zeros, zeros, zeros)
+    double = _double_conv if pairing == "conv" else _double_slices
     leaves = _Block(p, t, None, None, None)
-    double = _double_conv if method == "conv" else _double_slices
-    rows = _window_1d(leaves, w, p.ndim - 1, unit=1, double=double, barriers=barriers)
-    win = _window_1d(
-        rows, w, p.ndim - 2, unit=w, double=double, barriers=barriers, pad=not halo_rows
-    )
+    rows = _window_1d(leaves, w, p.ndim - 1, 1, double, False, stage, stage_steps)
+    win = _window_1d(rows, w, p.ndim - 2, w, double, rows_padded, stage, stage_steps)
     inv = jnp.asarray(1.0 / (w * w), p.dtype)
-    return win.mpp * inv, win.mtt * inv, win.mpt * inv
+    return Moments(win.mp, win.mt, win.mpp * inv, win.mtt * inv, win.mpt * inv)

@@ -1,0 +1,109 @@
+"""How the definition runs: the strategy chosen per backend, the CPU chunk walk
+(whole samples, planes, bands of rows) against the one-graph strategy, the
+pairing methods, the fusion barrier, and the memory the walk needs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_scc
+import reference as ref
+from images import structured_pair
+from jax_scc._src import execution
+from jax_scc._src.config import make_config
+from jax_scc._src.execution import chunked
+from jax_scc._src.execution.fusion import materialise
+from jax_scc._src.moments import local_moments
+
+
+def test_strategy_per_backend():
+    auto = make_config()
+    assert execution.strategy(auto, "cpu") == ("chunked", "slices")
+    assert execution.strategy(auto, "gpu") == ("whole", "slices")
+    assert execution.strategy(auto, "tpu") == ("whole", "conv")
+    assert execution.strategy(make_config(method="conv"), "cpu") == ("chunked", "conv")
+    assert execution.strategy(make_config(method="slices"), "tpu") == ("whole", "slices")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Makes the walker cut tiny batches into many chunks and bands."""
+
+    def set_chunk(pixels):
+        monkeypatch.setattr(chunked, "_CHUNK_PIXELS", pixels)
+        monkeypatch.setattr(chunked, "_MIN_BAND_ROWS", 4)
+
+    return set_chunk
+
+
+# (shape in its layout, chunk pixels, window, layout, the walk that must result, ignore_nans)
+WALKS = [
+    ((6, 2, 12, 10), 500, 4, "NCHW", chunked.Plan(samples=2, rows=12, bands=1), False),
+    ((7, 12, 10, 1), 360, 3, "NHWC", chunked.Plan(samples=3, rows=12, bands=1), True),  # last chunk moved back
+    ((3, 12, 10, 2), 100, 4, "NHWC", chunked.Plan(samples=0, rows=12, bands=1), False),  # a plane per step
+    ((2, 2, 24, 10), 100, 4, "NCHW", chunked.Plan(samples=0, rows=10, bands=3), True),  # bands of rows
+    ((2, 23, 10, 2), 100, 5, "NHWC", chunked.Plan(samples=0, rows=10, bands=3), False),  # prime height
+    ((1, 1, 37, 9), 60, 2, "NCHW", chunked.Plan(samples=0, rows=6, bands=7), True),  # an even window
+]
+
+
+@pytest.mark.parametrize("shape, chunk, window_size, data_format, walk, ignore_nans", WALKS)
+def test_chunk_walks_compute_the_definition(small_chunks, shape, chunk, window_size, data_format, walk, ignore_nans):
+    """Every way of walking a batch gives the float64 definition's numbers (and NaN
+    footprints, which cross band borders)."""
+    p, t = structured_pair(shape, seed=3)
+    if ignore_nans:  # at the image's first row, and in the last plane's last row
+        p.flat[1] = np.nan
+        p.flat[-1] = np.nan
+    small_chunks(chunk)
+    config = make_config(None, window_size, data_format=data_format, ignore_nans=ignore_nans)
+    nchw = shape if data_format == "NCHW" else (shape[0], shape[3], shape[1], shape[2])
+    assert chunked.plan(nchw, config) == walk
+    m = chunked.evaluate(jnp.asarray(p), jnp.asarray(t), config, "map", "slices")
+    expected = ref.scc_map(p, t, window_size=window_size, data_format=data_format, ignore_nans=ignore_nans)
+    np.testing.assert_array_equal(np.isnan(m), np.isnan(expected))
+    np.testing.assert_allclose(m, expected, atol=1e-5, rtol=0, equal_nan=True)
+    scores = chunked.evaluate(jnp.asarray(p), jnp.asarray(t), config, "scores", "slices")
+    np.testing.assert_allclose(scores, ref.scores_of_map(expected, ignore_nans), atol=1e-6, rtol=0)
+
+
+def test_band_walk_keeps_nan_local_to_its_sample(small_chunks):
+    small_chunks(100)
+    p, t = structured_pair((3, 2, 24, 10), seed=4)
+    p[1, 1, 5, 5] = np.nan
+    s = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, reduction="none", window_size=4))
+    assert np.isnan(s[1]) and np.all(np.isfinite(s[[0, 2]]))
+
+
+@pytest.mark.parametrize("w", [3, 17])
+def test_pairing_methods_agree_to_rounding_on_moments(w):
+    """conv forms the same pairs as slices (each a single rounded operation)."""
+    rng = np.random.default_rng(6)
+    a = jnp.asarray(rng.normal(size=(2, 40, 37)).astype(np.float32))
+    b = jnp.asarray(rng.normal(size=(2, 40, 37)).astype(np.float32))
+    moments = jax.jit(local_moments, static_argnames=("w", "pairing"))
+    for x, y in zip(moments(a, b, w, pairing="slices"), moments(a, b, w, pairing="conv")):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
+
+
+def test_materialise_is_the_identity_under_transforms():
+    x = jnp.asarray([[np.nan, 1.0], [2.0, -np.inf]], jnp.float32)
+    y = materialise({"a": x, "b": x * 2})
+    np.testing.assert_array_equal(np.asarray(y["a"]), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(y["b"]), np.asarray(x * 2))
+    f = lambda v: jnp.sum(materialise((v * v,))[0])
+    v = jnp.arange(4.0).reshape(2, 2)
+    np.testing.assert_allclose(np.asarray(jax.grad(f)(v)), 2 * np.asarray(v))
+    np.testing.assert_allclose(np.asarray(jax.vmap(f)(v)), np.sum(np.asarray(v) ** 2, axis=1))
+    assert "conditional" in jax.jit(f).lower(v).compile().as_text()
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the chunk walk runs on CPU")
+def test_large_plane_needs_less_memory_than_its_input():
+    """A 4096 x 4096 plane is walked in bands (high-pass included): XLA's
+    temporaries stay below one input's bytes, for the map and the scores."""
+    x = jax.ShapeDtypeStruct((1, 1, 4096, 4096), jnp.float32)
+    for fn in (jax_scc.scc_map, jax_scc.spatial_correlation_coefficient):
+        compiled = jax.jit(fn).lower(x, x).compile()
+        assert compiled.memory_analysis().temp_size_in_bytes < x.size * 4
