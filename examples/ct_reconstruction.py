@@ -1,11 +1,18 @@
-"""The seed example in JAX: how well does a filtered back-projection keep the
-spatial structure of the Shepp-Logan phantom?
+"""The seed example in JAX: how well does a filtered back-projection keep the spatial structure of the Shepp-Logan phantom?
 
 Builds the phantom (512x512), simulates its sinogram (Radon transform),
 reconstructs it (inverse Radon), prints the Spatial Correlation Coefficient
 between reconstruction and phantom (torchmetrics 1.9 prints
 0.14591339230537415 for the same inputs) and saves a figure with the phantom,
 the sinogram, the reconstruction and the per-pixel SCC map.
+
+Why the score is low although the reconstruction looks right: the phantom is
+made of flat ellipses, and 83% of its 8x8 windows hold no structure at all.
+There the map is 0 by definition (torchmetrics' and ours), whatever the
+reconstruction does, and those zeros enter the mean: the phantom scored
+against itself gives only 0.1706. With ``ignore_flat=True`` only the windows
+where the phantom has structure count: identical images score 1, and the
+reconstruction scores 0.855. The figure shows the flat windows in grey.
 
 Run:  python examples/ct_reconstruction.py [--out ct_reconstruction.png]
 """
@@ -30,7 +37,10 @@ def make_images():
 
 
 def main(argv=None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Score a filtered back-projection of the Shepp-Logan phantom against "
+        "the phantom with SCC, as in torchmetrics' example, and save a figure."
+    )
     parser.add_argument("--out", default="ct_reconstruction.png", help="figure path (PNG)")
     args = parser.parse_args(argv)
 
@@ -42,8 +52,15 @@ def main(argv=None) -> float:
     target = phantom.astype(np.float32)[None, None]
 
     score = float(jax_scc.spatial_correlation_coefficient(preds, target))
-    scc_map = np.asarray(jax_scc.scc_map(preds, target))[0, 0]
     print(f"Spatial Correlation Coefficient between the images: {score}")
+    # Flat windows of the phantom score 0 whatever the reconstruction does; with
+    # ignore_flat=True they are left out (NaN in the map).
+    structured = float(jax_scc.spatial_correlation_coefficient(preds, target, ignore_flat=True))
+    scc_map = np.asarray(jax_scc.scc_map(preds, target, ignore_flat=True))[0, 0]
+    kept = float(np.mean(~np.isnan(scc_map)))
+    itself = float(jax_scc.spatial_correlation_coefficient(target, target))
+    print(f"{1 - kept:.0%} of the phantom's 8x8 windows are flat (the phantom scored "
+          f"against itself gives {itself:.4f}); over the {kept:.0%} with structure: {structured:.4f}")
 
     import matplotlib
 
@@ -57,12 +74,18 @@ def main(argv=None) -> float:
     axes[1].imshow(sinogram, cmap="gray", extent=(0, 180, 0, sinogram.shape[0]), aspect="auto")
     axes[2].set_title("Reconstruction from sinogram")
     axes[2].imshow(reconstruction, cmap="gray")
-    axes[3].set_title("SCC map (8x8 windows)")
-    im = axes[3].imshow(scc_map, cmap="RdBu_r", vmin=-1, vmax=1)
-    fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04)
+    axes[3].set_title(f"SCC map (8x8 windows); grey: flat ({1 - kept:.0%})")
+    # Grey: windows where the phantom is flat (0 in the score's mean).
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
+    im = axes[3].imshow(scc_map, cmap=cmap, vmin=-1, vmax=1)
+    bar = fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04)
+    bar.set_label("local correlation of the high-passed images")
     for ax in axes[[0, 2, 3]]:
         ax.set_axis_off()
-    fig.suptitle(f"Spatial Correlation Coefficient: {score:.5f}")
+    fig.suptitle(
+        f"Spatial Correlation Coefficient: {score:.5f} (flat windows count as 0); "
+        f"{structured:.4f} over the windows with structure (ignore_flat=True)"
+    )
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f"Saved figure to {args.out}")

@@ -146,10 +146,13 @@ def main(argv=None) -> int:
     mesh = Mesh(np.array(devices), ("batch",))
     preds, target = make_stack(args.num_images, args.image_size)
     num_batches = -(-args.num_images // args.batch_size)
-    print(f"{args.num_images} image pairs of {args.image_size}x{args.image_size}, "
-          f"{num_batches} batches of {args.batch_size} (last one padded with "
-          f"{num_batches * args.batch_size - args.num_images}), "
-          f"sharded over {len(devices)} {devices[0].platform} device(s)")
+    padding = num_batches * args.batch_size - args.num_images
+    pairs = "1 image pair" if args.num_images == 1 else f"{args.num_images} image pairs"
+    batches = "1 batch" if num_batches == 1 else f"{num_batches} batches"
+    padded = f" (the last one padded with {padding})" if padding else ""
+    device = "device" if len(devices) == 1 else "devices"
+    print(f"{pairs} of {args.image_size}x{args.image_size}, {batches} of {args.batch_size}"
+          f"{padded}, sharded over {len(devices)} {devices[0].platform} {device}")
 
     reference = float(
         jax_scc.spatial_correlation_coefficient(
