@@ -1,9 +1,10 @@
-"""Speed of jax_scc (each ``method``) side by side with torchmetrics and sewar.
+"""Speed and memory of jax_scc side by side with torchmetrics and sewar.
 
 Run (needs the ``bench`` extra: torch==2.13.0, torchmetrics, sewar, matplotlib):
 
-    python benchmarks/run.py                 # full run, a few minutes on 2 CPU cores
-    python benchmarks/run.py --quick         # tiny shapes, to check that it works
+    python benchmarks/run.py                  # full run, several minutes on 2 CPU cores
+    python benchmarks/run.py --baseline main  # also time main's jax_scc, same run
+    python benchmarks/run.py --quick          # tiny shapes, to check that it works
 
 Everything runs in this one process and is interleaved: each round times every
 implementation once, in turn, so that a noisy shared machine slows them alike;
@@ -12,9 +13,15 @@ the reported figure is the median over rounds, after a warm-up call, with
 flat regions (16 grey levels plus noise), default filter, ``window_size=8``
 unless the case says otherwise.
 
-Writes ``benchmarks/results/<backend>.json`` and ``<backend>.md`` (the tables)
-and ``<backend>-size.png`` / ``<backend>-window.png`` (the scaling plots).
-Nothing here is asserted: speed is measured, never tested.
+Sections (``--sections``): ``shapes`` (forward throughput), ``sizes`` and
+``windows`` (scaling), ``memory`` (XLA ``memory_analysis()`` temporaries and
+compile time, each in a fresh process).
+
+A full run writes ``benchmarks/results/<backend>.json`` and ``<backend>.md``
+(the tables) and ``<backend>-size.png`` / ``<backend>-window.png`` (the
+scaling plots); ``--quick`` writes under ``benchmarks/results/quick/`` (not
+committed) unless ``--out`` says otherwise. Nothing here is asserted: speed is
+measured, never tested.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 import jax  # noqa: E402
 
@@ -43,6 +51,9 @@ METHODS = ("slices", "conv")
 SHAPES = [(1, 1, 512, 512), (16, 1, 512, 512), (32, 3, 128, 128), (8, 3, 1024, 1024)]
 SIZES = [64, 128, 256, 512, 1024, 2048]
 WINDOWS = [3, 4, 8, 16, 32]
+WINDOW_SHAPE = (4, 1, 512, 512)
+MEMORY_SHAPES = [(1, 1, 512, 512), (8, 3, 1024, 1024), (1, 1, 8192, 8192)]
+SECTIONS = ("shapes", "sizes", "windows", "memory")
 
 
 def make_pair(shape, seed=0):
@@ -52,9 +63,9 @@ def make_pair(shape, seed=0):
     return preds.astype(np.float32), target.astype(np.float32)
 
 
-def jax_runner(method: str, window_size: int) -> Callable:
+def jax_runner(package, method: str, window_size: int) -> Callable:
     fn = jax.jit(
-        lambda p, t: jax_scc.spatial_correlation_coefficient(
+        lambda p, t: package.spatial_correlation_coefficient(
             p, t, window_size=window_size, reduction="none", method=method
         )
     )
@@ -106,15 +117,19 @@ def sewar_runner(window_size: int) -> Optional[Callable]:
     return setup
 
 
-def time_case(shape, window_size, rounds, include, log) -> Dict[str, dict]:
-    """Median seconds per call of every implementation, interleaved over rounds."""
-    p, t = make_pair(shape)
-    runners = {f"jax_scc[{m}]": jax_runner(m, window_size) for m in METHODS}
+def runners(window_size: int, include, baselines) -> Dict[str, Callable]:
+    out = {f"jax_scc[{m}]": jax_runner(jax_scc, m, window_size) for m in METHODS}
+    for rev, package in baselines.items():
+        out[f"jax_scc@{rev}[slices]"] = jax_runner(package, "slices", window_size)
     if "torchmetrics" in include:
-        runners["torchmetrics"] = torchmetrics_runner(window_size)
+        out["torchmetrics"] = torchmetrics_runner(window_size)
     if "sewar" in include:
-        runners["sewar"] = sewar_runner(window_size)
-    calls = {name: setup(p, t) for name, setup in runners.items() if setup is not None}
+        out["sewar"] = sewar_runner(window_size)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def time_calls(calls: Dict[str, Callable], rounds: int) -> Dict[str, dict]:
+    """Median seconds per call of every callable, interleaved over rounds."""
     first = {}
     for name, call in calls.items():  # warm-up (and, for JAX, compilation)
         start = time.perf_counter()
@@ -126,46 +141,43 @@ def time_case(shape, window_size, rounds, include, log) -> Dict[str, dict]:
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": float(np.median(ts)), "first_call_s": first[name], "rounds": len(ts)}
+        for name, ts in times.items()
+    }
+
+
+def time_case(shape, window_size, rounds, include, baselines, log) -> Dict[str, dict]:
+    """Forward throughput of every implementation on one shape."""
+    p, t = make_pair(shape)
+    calls = {name: setup(p, t) for name, setup in runners(window_size, include, baselines).items()}
+    out = time_calls(calls, rounds)
     mpix = float(np.prod(shape)) / 1e6
-    out = {}
-    tm = np.median(times["torchmetrics"]) if "torchmetrics" in times else None
-    for name, ts in times.items():
-        med = float(np.median(ts))
-        out[name] = {
-            "median_s": med,
-            "mpix_per_s": mpix / med,
-            "vs_torchmetrics": (tm / med) if tm else None,
-            "first_call_s": first[name],
-            "rounds": len(ts),
-        }
-    log(
-        f"  {shape} w={window_size}: "
-        + ", ".join(f"{k} {v['mpix_per_s']:.1f} Mpix/s" for k, v in out.items())
-    )
+    tm = out.get("torchmetrics", {}).get("median_s")
+    for r in out.values():
+        r["mpix_per_s"] = mpix / r["median_s"]
+        r["vs_torchmetrics"] = tm / r["median_s"] if tm else None
+    log(f"  {shape} w={window_size}: " + ", ".join(f"{k} {v['mpix_per_s']:.1f} Mpix/s" for k, v in out.items()))
     return out
 
 
-def memory_report(shape, method, window_size=8) -> dict:
-    """Compile time, XLA's memory analysis and peak RSS, in a fresh process."""
-    code = f"""
-import json, resource, sys, time
-sys.path.insert(0, {str(HERE.parent)!r})
-import jax, jax.numpy as jnp, numpy as np, jax_scc
-shape = {tuple(shape)!r}
-p = jnp.asarray(np.random.default_rng(0).uniform(size=shape).astype(np.float32)); t = p[::-1]
-f = jax.jit(lambda a, b: jax_scc.spatial_correlation_coefficient(a, b, window_size={window_size}, reduction='none', method={method!r}))
-start = time.perf_counter(); compiled = f.lower(p, t).compile(); compile_s = time.perf_counter() - start
+_MEMORY_CODE = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+import jax, jax.numpy as jnp, jax_scc
+x = jax.ShapeDtypeStruct({shape!r}, jnp.float32)
+f = lambda a, b: jax_scc.spatial_correlation_coefficient(a, b, window_size={w}, reduction='none', method={method!r})
+start = time.perf_counter(); compiled = jax.jit(f).lower(x, x).compile(); compile_s = time.perf_counter() - start
 ma = compiled.memory_analysis()
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-compiled(p, t).block_until_ready()
-rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps(dict(compile_s=compile_s,
-    temp_bytes=getattr(ma, 'temp_size_in_bytes', None), argument_bytes=getattr(ma, 'argument_size_in_bytes', None),
-    output_bytes=getattr(ma, 'output_size_in_bytes', None), peak_rss_bytes=rss1 * 1024, rss_before_run_bytes=rss0 * 1024)))
+print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
+                      input_bytes=x.size * 4, output_bytes=ma.output_size_in_bytes)))
 """
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=900
-    )
+
+
+def memory_report(shape, method, window_size=8) -> dict:
+    """Compile time and XLA's temporaries of the jitted forward, in a fresh process."""
+    code = _MEMORY_CODE.format(root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -175,47 +187,57 @@ def fmt(x, digits=1):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def markdown(results) -> str:
-    lines = [
-        f"Backend: {results['backend']} ({results['device']}), jax {results['jax']}, "
-        f"{results['cpu_count']} CPU cores, {results['date']}.",
-        "",
-        "Mpix/s (median over rounds, interleaved), and the ratio to torchmetrics:",
-        "",
-    ]
-    names = list(next(iter(results["shapes"].values())).keys())
-    lines.append("| shape (w=8) | " + " | ".join(names) + " |")
-    lines.append("|---" * (len(names) + 1) + "|")
-    for shape, row in results["shapes"].items():
+def throughput_table(rows: Dict[str, Dict[str, dict]], key_title: str) -> List[str]:
+    names = list(dict.fromkeys(n for row in rows.values() for n in row))
+    lines = [f"| {key_title} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for key, row in rows.items():
         cells = []
         for n in names:
             r = row.get(n)
             if r is None:
                 cells.append("–")
-            elif r["vs_torchmetrics"] and n != "torchmetrics":
+            elif r.get("vs_torchmetrics") and n != "torchmetrics":
                 cells.append(f"{r['mpix_per_s']:.1f} ({r['vs_torchmetrics']:.1f}×)")
             else:
                 cells.append(f"{r['mpix_per_s']:.1f}")
-        lines.append(f"| {shape} | " + " | ".join(cells) + " |")
-    for key, title in (("sizes", "image size (1 image)"), ("windows", "window size (4×1×512×512)")):
-        lines += ["", f"Scaling with {title}, Mpix/s:", ""]
-        lines.append(f"| {key[:-1]} | " + " | ".join(names) + " |")
-        lines.append("|---" * (len(names) + 1) + "|")
-        for k, row in results[key].items():
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(results) -> str:
+    lines = [
+        f"Backend: {results['backend']} ({results['device']}), jax {results['jax']}, "
+        f"{results['cpu_count']} CPU cores, {results['date']}; medians of {results['rounds']} "
+        "interleaved rounds after a warm-up.",
+    ]
+    if results.get("shapes"):
+        lines += ["", "Forward, Mpix/s (ratio to torchmetrics), w=8:", ""]
+        lines += throughput_table(results["shapes"], "shape")
+    if results.get("sizes"):
+        lines += ["", "Scaling with image size (one square image, w=8), Mpix/s:", ""]
+        lines += throughput_table(results["sizes"], "side")
+    if results.get("windows"):
+        lines += ["", f"Scaling with window size ({results['window_shape']}), Mpix/s:", ""]
+        lines += throughput_table(results["windows"], "window")
+    if results.get("memory"):
+        lines += [
+            "",
+            "Forward (`reduction='none'`, w=8) under `jax.jit`: compile time and XLA "
+            "temporaries (`memory_analysis()`), each in a fresh process:",
+            "",
+            "| shape | method | compile s | temporaries MiB | × one input |",
+            "|---|---|---|---|---|",
+        ]
+        for label, r in results["memory"].items():
+            shape, method = label.rsplit(" ", 1)
+            if "error" in r:
+                lines.append(f"| {shape} | {method} | error: {r['error']} | | |")
+                continue
+            temp = r["temp_bytes"] / 2**20
             lines.append(
-                f"| {k} | " + " | ".join(fmt(row.get(n, {}).get("mpix_per_s")) for n in names) + " |"
+                f"| {shape} | {method} | {r['compile_s']:.2f} | {temp:.1f} | "
+                f"{r['temp_bytes'] / r['input_bytes']:.2f} |"
             )
-    lines += ["", "Compile time and memory for (8, 3, 1024, 1024), fresh process per method:", ""]
-    lines.append("| method | compile s | XLA temp MiB | peak RSS MiB |")
-    lines.append("|---|---|---|---|")
-    for m, r in results["memory"].items():
-        if "error" in r:
-            lines.append(f"| {m} | error: {r['error']} | | |")
-            continue
-        temp = None if r.get("temp_bytes") is None else r["temp_bytes"] / 2**20
-        lines.append(
-            f"| {m} | {r['compile_s']:.2f} | {fmt(temp)} | {r['peak_rss_bytes'] / 2**20:.0f} |"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +249,7 @@ def plot(results, key, xlabel, path):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [int(k) for k in results[key]]
-    names = sorted({n for row in results[key].values() for n in row})
+    names = list(dict.fromkeys(n for row in results[key].values() for n in row))
     for n in names:
         ys = [results[key][str(x)].get(n, {}).get("mpix_per_s", np.nan) for x in xs]
         ax.plot(xs, ys, marker="o", label=n)
@@ -244,22 +266,31 @@ def plot(results, key, xlabel, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds")
+    parser = argparse.ArgumentParser(
+        description="Time jax_scc side by side with torchmetrics and sewar; write tables and plots."
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds (a smoke test)")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--name", default=None, help="results file stem (default: backend)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--baseline", action="append", default=[], metavar="REV",
+                        help="also time jax_scc as of this git revision (repeatable)")
     parser.add_argument("--no-sewar", action="store_true")
     args = parser.parse_args(argv)
 
     backend = jax.default_backend()
-    shapes, sizes, windows, win_shape = SHAPES, SIZES, WINDOWS, (4, 1, 512, 512)
-    rounds = args.rounds
-    mem_shape = (8, 3, 1024, 1024)
+    shapes, sizes, windows, win_shape = SHAPES, SIZES, WINDOWS, WINDOW_SHAPE
+    rounds, mem_shapes = args.rounds, MEMORY_SHAPES
+    out_dir = args.out or HERE / "results"
     if args.quick:
         shapes, sizes, windows = [(2, 1, 32, 32), (4, 3, 16, 16)], [16, 32], [3, 8]
-        win_shape, rounds, mem_shape = (2, 1, 32, 32), 2, (2, 1, 32, 32)
+        win_shape, rounds, mem_shapes = (2, 1, 32, 32), 2, [(2, 1, 32, 32)]
+        out_dir = args.out or HERE / "results" / "quick"
     include = {"torchmetrics"} | (set() if args.no_sewar else {"sewar"})
+    import _baseline
+
+    baselines = {rev: _baseline.load(rev) for rev in args.baseline}
 
     def log(msg):
         print(msg, flush=True)
@@ -272,40 +303,44 @@ def main(argv=None):
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d"),
         "rounds": rounds,
-        "shapes": {},
-        "sizes": {},
-        "windows": {},
-        "memory": {},
+        "baselines": args.baseline,
+        "window_shape": str(win_shape),
     }
-    total = len(shapes) + len(sizes) + len(windows)
-    step = 0
-    for shape in shapes:
-        step += 1
-        log(f"[{step}/{total}] shape {shape}")
-        # sewar (float64, one image at a time) only where it finishes in seconds.
-        inc = include if np.prod(shape) <= 2**22 else include - {"sewar"}
-        results["shapes"][str(shape)] = time_case(shape, 8, rounds, inc, log)
-    for s in sizes:
-        step += 1
-        log(f"[{step}/{total}] size {s}x{s}")
-        results["sizes"][str(s)] = time_case((1, 1, s, s), 8, rounds, include, log)
-    for w in windows:
-        step += 1
-        log(f"[{step}/{total}] window {w}")
-        results["windows"][str(w)] = time_case(win_shape, w, rounds, include, log)
-    for m in METHODS:
-        log(f"memory and compile time, method={m}, shape {mem_shape}")
-        results["memory"][m] = memory_report(mem_shape, m)
+    if "shapes" in args.sections:
+        results["shapes"] = {}
+        for shape in shapes:
+            log(f"shape {shape}")
+            # sewar (float64, one image at a time) only where it finishes in seconds.
+            inc = include if np.prod(shape) <= 2**22 else include - {"sewar"}
+            results["shapes"][str(shape)] = time_case(shape, 8, rounds, inc, baselines, log)
+    if "sizes" in args.sections:
+        results["sizes"] = {}
+        for s in sizes:
+            log(f"size {s}x{s}")
+            results["sizes"][str(s)] = time_case((1, 1, s, s), 8, rounds, include, baselines, log)
+    if "windows" in args.sections:
+        results["windows"] = {}
+        for w in windows:
+            log(f"window {w}")
+            results["windows"][str(w)] = time_case(win_shape, w, rounds, include, baselines, log)
+    if "memory" in args.sections:
+        results["memory"] = {}
+        for shape in mem_shapes:
+            for m in METHODS:
+                log(f"memory and compile time, {shape}, method={m}")
+                results["memory"][f"{shape} {m}"] = memory_report(shape, m)
     results["peak_rss_this_process_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.name or backend
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (args.out / f"{stem}.md").write_text(table)
+    (out_dir / f"{stem}.md").write_text(table)
     try:
-        plot(results, "sizes", "image side (pixels)", args.out / f"{stem}-size.png")
-        plot(results, "windows", "window size", args.out / f"{stem}-window.png")
+        if results.get("sizes"):
+            plot(results, "sizes", "image side (pixels)", out_dir / f"{stem}-size.png")
+        if results.get("windows"):
+            plot(results, "windows", "window size", out_dir / f"{stem}-window.png")
     except ImportError:
         log("matplotlib is not installed: no plots")
     print(table)
