@@ -13,7 +13,6 @@ from images import structured_pair
 from jax_scc._src import execution
 from jax_scc._src.config import make_config
 from jax_scc._src.execution import chunked
-from jax_scc._src.execution.fusion import materialise
 from jax_scc._src.moments import local_moments
 
 
@@ -60,11 +59,11 @@ def test_chunk_walks_compute_the_definition(small_chunks, shape, chunk, window_s
     config = make_config(None, window_size, data_format=data_format, ignore_nans=ignore_nans)
     nchw = shape if data_format == "NCHW" else (shape[0], shape[3], shape[1], shape[2])
     assert chunked.plan(nchw, config) == walk
-    m = chunked.evaluate(jnp.asarray(p), jnp.asarray(t), config, "map", "slices")
+    m = chunked.scc_map(jnp.asarray(p), jnp.asarray(t), config, "slices")
     expected = ref.scc_map(p, t, window_size=window_size, data_format=data_format, ignore_nans=ignore_nans)
     np.testing.assert_array_equal(np.isnan(m), np.isnan(expected))
     np.testing.assert_allclose(m, expected, atol=1e-5, rtol=0, equal_nan=True)
-    scores = chunked.evaluate(jnp.asarray(p), jnp.asarray(t), config, "scores", "slices")
+    scores = chunked.scores(jnp.asarray(p), jnp.asarray(t), config, "slices")[0]
     np.testing.assert_allclose(scores, ref.scores_of_map(expected, ignore_nans), atol=1e-6, rtol=0)
 
 
@@ -85,18 +84,6 @@ def test_pairing_methods_agree_to_rounding_on_moments(w):
     moments = jax.jit(local_moments, static_argnames=("w", "pairing"))
     for x, y in zip(moments(a, b, w, pairing="slices"), moments(a, b, w, pairing="conv")):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=1e-6)
-
-
-def test_materialise_is_the_identity_under_transforms():
-    x = jnp.asarray([[np.nan, 1.0], [2.0, -np.inf]], jnp.float32)
-    y = materialise({"a": x, "b": x * 2})
-    np.testing.assert_array_equal(np.asarray(y["a"]), np.asarray(x))
-    np.testing.assert_array_equal(np.asarray(y["b"]), np.asarray(x * 2))
-    f = lambda v: jnp.sum(materialise((v * v,))[0])
-    v = jnp.arange(4.0).reshape(2, 2)
-    np.testing.assert_allclose(np.asarray(jax.grad(f)(v)), 2 * np.asarray(v))
-    np.testing.assert_allclose(np.asarray(jax.vmap(f)(v)), np.sum(np.asarray(v) ** 2, axis=1))
-    assert "conditional" in jax.jit(f).lower(v).compile().as_text()
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the chunk walk runs on CPU")

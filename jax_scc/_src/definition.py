@@ -16,8 +16,7 @@ Everything here works on a *band*: rows ``[r0, r0 + r)`` of ``(..., H, W)``
 planes, given with the halo rows the two stages need (:class:`Band`). A whole
 plane is the band ``[0, H)`` (:func:`scc_map_planes`); the CPU execution
 strategy walks large planes band by band. Nothing here asks which backend it
-runs on: execution strategies may only pass a ``stage`` hook (a fusion
-barrier) through to the intermediate results.
+runs on.
 """
 
 from __future__ import annotations
@@ -32,9 +31,6 @@ from jax_scc._src import highpass, moments
 from jax_scc._src.config import Config
 from jax_scc._src.highpass import hp_padding, reflect_pad
 from jax_scc._src.moments import Moments, window_padding
-
-Stage = Callable[[Any], Any]
-
 
 def scc_from_moments(m: Moments) -> jax.Array:
     """``cov / (sqrt(var_t) * sqrt(var_p))`` with variances clipped at 0, and 0
@@ -114,53 +110,65 @@ def _missing_footprint(missing: jax.Array, inside: jax.Array, config: Config) ->
     return _dilate(missing, w, w)
 
 
+def _high_passed(
+    x: jax.Array, hp_filter: highpass.Filter, sigma: Optional[jax.Array], inside: jax.Array
+) -> jax.Array:
+    """The band's high-passed rows, 0 outside the image (the window's zero padding).
+
+    ``sigma`` is the exact split's grid (``None``: the plain tap sum, which is
+    also the high-pass's derivative).
+    """
+    hp = highpass.high_pass_valid(highpass.pad_for_high_pass(x, hp_filter, rows=False), hp_filter, sigma)
+    return jnp.where(inside, hp, jnp.zeros_like(hp))
+
+
+class Tangents(NamedTuple):
+    """Tangents of a band's ``preds`` and ``target`` rows (``None``: zero)."""
+
+    preds: Optional[jax.Array]
+    target: Optional[jax.Array]
+
+
 def band_map(
     band: Band,
     config: Config,
     *,
+    tangents: Optional[Tangents] = None,
     pairing: str = "slices",
-    stage: Optional[Stage] = None,
-    stage_steps: bool = False,
-) -> MapPixels:
-    """The SCC map of a band, and which of its pixels count.
+) -> Tuple[MapPixels, Optional[jax.Array]]:
+    """The SCC map of a band, which of its pixels count, and its tangent.
 
     Args:
       band: the band's input rows with their halo (:class:`Band`).
       config: the configuration (filter, window, ``ignore_nans``, ``ignore_flat``).
+      tangents: tangents of the band's input rows, for the map's derivative
+        (forward mode; JAX transposes it for reverse mode); ``None`` for none.
       pairing: how the window moments form their pairs (``"slices"``/``"conv"``).
-      stage: hook applied to the high-passed rows and the window passes (the
-        CPU strategy's fusion barrier); ``None`` for none.
-      stage_steps: apply ``stage`` to every doubling step of the windows.
 
     Returns:
-      :class:`MapPixels` of shape ``(..., r, W)``.
+      :class:`MapPixels` of shape ``(..., r, W)``, and the tangent of the map
+      (``None`` without ``tangents``).
     """
     p, t = band.preds, band.target
     inside = band.inside.reshape((1,) * (p.ndim - 2) + band.inside.shape)
+    dp, dt = tangents if tangents is not None else (None, None)
     missing = None
     if config.ignore_nans:
         # Missing data is read as 0 (jnp.where keeps the gradient there exactly
         # 0 instead of NaN) and its footprint is left out below.
         missing = jnp.isnan(p) | jnp.isnan(t)
-        p = jnp.where(missing, jnp.zeros_like(p), p)
-        t = jnp.where(missing, jnp.zeros_like(t), t)
+        p, t, dp, dt = (None if x is None else jnp.where(missing, jnp.zeros_like(x), x) for x in (p, t, dp, dt))
     hp_filter = highpass.normalised(config.hp_filter)
-    hp_p = highpass.high_pass_valid(highpass.pad_for_high_pass(p, hp_filter, rows=False), hp_filter, band.sigma_p)
-    hp_t = highpass.high_pass_valid(highpass.pad_for_high_pass(t, hp_filter, rows=False), hp_filter, band.sigma_t)
-    # The window's zero padding: high-passed rows outside the image are 0.
-    hp_p = jnp.where(inside, hp_p, jnp.zeros_like(hp_p))
-    hp_t = jnp.where(inside, hp_t, jnp.zeros_like(hp_t))
-    if stage is not None:
-        hp_p, hp_t = stage((hp_p, hp_t))  # computed once, not once per window tap
+    hp = [_high_passed(p, hp_filter, band.sigma_p, inside), _high_passed(t, hp_filter, band.sigma_t, inside)]
+    d_hp = [None if x is None else _high_passed(x, hp_filter, None, inside) for x in (dp, dt)]
     mom = moments.local_moments(
-        hp_p,
-        hp_t,
+        *hp,
         config.window_size,
+        tangents=None if tangents is None else tuple(d_hp),
         pairing=pairing,
         rows_padded=True,
-        stage=stage,
-        stage_steps=stage_steps,
     )
+    mom, d_mom = (mom, None) if tangents is None else mom
     scc = scc_from_moments(mom)
     keep = None
     if missing is not None:
@@ -170,7 +178,31 @@ def band_map(
         # hides no penalty. (A NaN variance is kept, so that NaN propagates.)
         structured = ~(jnp.maximum(mom.vt, 0) == 0)
         keep = structured if keep is None else keep & structured
-    return MapPixels(scc, keep)
+    d_scc = None if tangents is None else scc_tangent(mom, d_mom, scc)
+    return MapPixels(scc, keep), d_scc
+
+
+def scc_tangent(mom: Moments, d_mom: Moments, scc: jax.Array) -> jax.Array:
+    """The tangent of ``scc = cov / sqrt(vp * vt)`` given the moments' tangents::
+
+        d scc = d cov / sqrt(vp vt) - scc / 2 * (d vp / vp + d vt / vt)
+
+    Windows whose denominator is 0 (where ``scc`` is 0 by definition) have a
+    zero tangent, so gradients stay finite there (exactly 0 where every window
+    of a pixel is flat). ``None`` tangents are zeros. Linear in ``d_mom``.
+    """
+    vp, vt = jnp.maximum(mom.vp, 0), jnp.maximum(mom.vt, 0)
+    ok = (vp > 0) & (vt > 0)
+    one = jnp.ones_like(vp)
+    vp, vt = jnp.where(ok, vp, one), jnp.where(ok, vt, one)
+    zero = jnp.zeros_like(vp)
+    terms = [
+        (d_mom.cov, jnp.where(ok, 1 / (jnp.sqrt(vp) * jnp.sqrt(vt)), zero)),
+        (d_mom.vp, jnp.where(ok, -0.5 * scc / vp, zero)),
+        (d_mom.vt, jnp.where(ok, -0.5 * scc / vt, zero)),
+    ]
+    d = [coefficient * x for x, coefficient in terms if x is not None]
+    return sum(d[1:], d[0]) if d else zero
 
 
 def inside_rows(r0: Any, r: int, h: int, w: int) -> jax.Array:
@@ -180,24 +212,23 @@ def inside_rows(r0: Any, r: int, h: int, w: int) -> jax.Array:
     return ((rows >= 0) & (rows < h))[:, None]
 
 
+def extend_rows(x: jax.Array, config: Config) -> jax.Array:
+    """Whole ``(..., H, W)`` planes with the rows of a band's halo (:class:`Band`)."""
+    axis = x.ndim - 2
+    x = reflect_pad(x, *hp_padding(len(config.hp_filter)), axis)
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = window_padding(config.window_size)  # read only by the window's zero rows
+    return jnp.pad(x, widths)
+
+
 def whole_planes(p: jax.Array, t: jax.Array, config: Config) -> Band:
     """The band ``[0, H)`` of whole ``(..., H, W)`` planes."""
-    kh = len(config.hp_filter)
-    w = config.window_size
-    (hp_top, hp_bottom), (win_top, win_bottom) = hp_padding(kh), window_padding(w)
-    axis = p.ndim - 2
-
-    def extend(x: jax.Array) -> jax.Array:
-        x = reflect_pad(x, hp_top, hp_bottom, axis)
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (win_top, win_bottom)  # read only by the window's zero rows
-        return jnp.pad(x, widths)
-
     hp_filter = highpass.normalised(config.hp_filter)
     sigma_p = highpass.grid_scale(highpass.finite_peak(p), hp_filter)
     sigma_t = highpass.grid_scale(highpass.finite_peak(t), hp_filter)
     h = p.shape[-2]
-    return Band(extend(p), extend(t), inside_rows(0, h, h, w), sigma_p, sigma_t)
+    inside = inside_rows(0, h, h, config.window_size)
+    return Band(extend_rows(p, config), extend_rows(t, config), inside, sigma_p, sigma_t)
 
 
 def scc_map_planes(p: jax.Array, t: jax.Array, config: Config, **kwargs: Any) -> MapPixels:
@@ -205,7 +236,7 @@ def scc_map_planes(p: jax.Array, t: jax.Array, config: Config, **kwargs: Any) ->
 
     ``kwargs`` go to :func:`band_map`.
     """
-    return band_map(whole_planes(p, t, config), config, **kwargs)
+    return band_map(whole_planes(p, t, config), config, **kwargs)[0]
 
 
 class RowStats(NamedTuple):
@@ -243,6 +274,24 @@ def scores(rows: RowStats) -> jax.Array:
     has_data = count > 0
     score = total / jnp.where(has_data, count, jnp.ones_like(count))
     return jnp.where(has_data, score, jnp.full_like(score, jnp.nan))
+
+
+def counted_sum(pixels: MapPixels, rows: Optional[jax.Array] = None) -> jax.Array:
+    """The sum of the map's counted pixels (of ``rows``, a boolean ``(r, 1)``
+    mask, if given): what a sample's score is the mean of."""
+    m, keep = pixels
+    if rows is not None:
+        keep = rows if keep is None else keep & rows
+    return jnp.sum(m if keep is None else jnp.where(keep, m, jnp.zeros_like(m)))
+
+
+def counted(rows: RowStats, shape) -> jax.Array:
+    """How many map pixels each sample's score averages, ``(N,)``: the
+    denominators of the scores (``shape`` is the batch's NCHW shape)."""
+    if rows.count is None:
+        n, c, h, w = shape
+        return jnp.full((n,), c * h * w, rows.total.dtype)
+    return jnp.sum(jnp.sum(rows.count, axis=-1), axis=-1)
 
 
 def map_with_gaps(pixels: MapPixels) -> jax.Array:

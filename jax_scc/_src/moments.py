@@ -83,6 +83,47 @@ def _merge(a: _Block, b: _Block, na: int, nb: int) -> _Block:
     )
 
 
+def _scale(x: Optional[jax.Array], factor: Any) -> Optional[jax.Array]:
+    return None if x is None else x * factor
+
+
+def _sub(a: Optional[jax.Array], b: Optional[jax.Array]) -> Optional[jax.Array]:
+    if b is None:
+        return a
+    return -b if a is None else a - b
+
+
+def _merge_tangent(a: _Block, b: _Block, da: _Block, db: _Block, na: int, nb: int) -> _Block:
+    """The tangent of :func:`_merge` (blocks ``a``, ``b``; their tangents ``da``, ``db``).
+
+    With ``delta = mean_b - mean_a`` and ``w = na nb / (na + nb)``, the merged
+    co-moment ``M_xy = M_a + M_b + w delta_x delta_y`` has the tangent
+    ``dM_a + dM_b + w (d delta_x delta_y + delta_x d delta_y)``: centred at
+    every level, like the moments themselves, so that near-flat windows (where
+    the level of the values dwarfs their spread) keep their digits. ``None``
+    fields are exact zeros (e.g. the target's, for a gradient in ``preds`` only).
+    """
+    dtype = a.mp.dtype
+    dp, dt = b.mp - a.mp, b.mt - a.mt
+    ddp, ddt = _sub(db.mp, da.mp), _sub(db.mt, da.mt)
+    if na == nb:
+        half = jnp.asarray(0.5, dtype)
+        mp, mt = _scale(_add(da.mp, db.mp), half), _scale(_add(da.mt, db.mt), half)
+    else:
+        frac = jnp.asarray(nb / (na + nb), dtype)
+        mp, mt = _add(da.mp, _scale(ddp, frac)), _add(da.mt, _scale(ddt, frac))
+    weight = jnp.asarray(na * nb / (na + nb), dtype)
+    two_weight = jnp.asarray(2 * na * nb / (na + nb), dtype)
+    cross = _add(_scale(ddp, dt), _scale(ddt, dp))
+    return _Block(
+        mp=mp,
+        mt=mt,
+        mpp=_add(_add(da.mpp, db.mpp), _scale(_scale(ddp, dp), two_weight)),
+        mtt=_add(_add(da.mtt, db.mtt), _scale(_scale(ddt, dt), two_weight)),
+        mpt=_add(_add(da.mpt, db.mpt), _scale(cross, weight)),
+    )
+
+
 def _double_slices(cur: _Block, width: int, axis: int, unit: int) -> _Block:
     """Merges each block with the one ``width`` positions later, by shifted slices."""
     length = cur.mp.shape[axis] - width
@@ -152,55 +193,65 @@ def _double_conv(cur: _Block, width: int, axis: int, unit: int) -> _Block:
     )
 
 
-Stage = Callable[[Any], Any]
+def _pad(blk: _Block, widths) -> _Block:
+    return _Block(*(None if x is None else jnp.pad(x, widths) for x in blk))
 
 
 def _window_1d(
-    blk: _Block,
+    blocks: Tuple[_Block, Optional[_Block]],
     w: int,
     axis: int,
     unit: int,
     double: Callable[[_Block, int, int, int], _Block],
     padded: bool,
-    stage: Optional[Stage],
-    stage_steps: bool,
-) -> _Block:
-    """Merges ``w`` consecutive blocks along ``axis``.
+) -> Tuple[_Block, Optional[_Block]]:
+    """Merges ``w`` consecutive blocks along ``axis``; with their tangents, if given.
 
+    ``blocks`` is ``(block, tangent)``, ``tangent`` being ``None`` for none.
     ``unit`` is the pixel count of each input block. Output position ``i``
     covers input positions ``i - ceil((w-1)/2) ... i + floor((w-1)/2)``, the
     input zero padded ("same" output); with ``padded`` the input already holds
     the ``w - 1`` halo positions and the output is ``w - 1`` shorter ("valid").
-    ``double`` merges every block with the one ``width`` positions later.
-    ``stage`` (if given) is applied to the pass result, or with ``stage_steps``
-    to every doubling step: the execution strategy's hook (a fusion barrier).
+    ``double`` merges every block with the one ``width`` positions later
+    (tangents always pair by shifted slices).
     """
     if w == 1:
-        return blk
+        return blocks
+    blk, tan = blocks
     if padded:
         n = blk.mp.shape[axis] - (w - 1)
-        cur = blk
     else:
         n = blk.mp.shape[axis]
         widths = [(0, 0)] * blk.mp.ndim
         widths[axis] = window_padding(w)
-        cur = _Block(*(None if x is None else jnp.pad(x, widths) for x in blk))
+        blk, tan = _pad(blk, widths), None if tan is None else _pad(tan, widths)
+
+    def cut(x: Optional[_Block], start: int, size: int) -> Optional[_Block]:
+        return None if x is None else _slice(x, start, size, axis)
+
+    def merge(a, b, na, nb):
+        merged = _merge(a[0], b[0], na, nb)
+        return merged, None if tan is None else _merge_tangent(a[0], b[0], a[1], b[1], na, nb)
+
+    cur = (blk, tan)
     width, offset, out, out_width = 1, 0, None, 0
     remaining = w
     while remaining:
         if remaining & 1:
-            part = _slice(cur, offset, n, axis)
-            out = part if out is None else _merge(out, part, out_width * unit, width * unit)
+            part = (cut(cur[0], offset, n), cut(cur[1], offset, n))
+            out = part if out is None else merge(out, part, out_width * unit, width * unit)
             offset += width
             out_width += width
         remaining >>= 1
         if remaining:
-            cur = double(cur, width, axis, unit)
-            if stage is not None and stage_steps:
-                cur = stage(cur)
+            length = cur[0].mp.shape[axis] - width
+            if tan is None:
+                cur = (double(cur[0], width, axis, unit), None)
+            else:
+                first = (cut(cur[0], 0, length), cut(cur[1], 0, length))
+                second = (cut(cur[0], width, length), cut(cur[1], width, length))
+                cur = merge(first, second, width * unit, width * unit)
             width *= 2
-    if stage is not None and not stage_steps:
-        out = stage(out)
     return out
 
 
@@ -223,37 +274,46 @@ def local_moments(
     t: jax.Array,
     w: int,
     *,
+    tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
     pairing: str = "slices",
     rows_padded: bool = False,
-    stage: Optional[Stage] = None,
-    stage_steps: bool = False,
-) -> Moments:
+):
     """Local means, variances and covariance over zero-padded ``w x w`` windows.
 
     Args:
       p: high-passed predictions, shape ``(..., H, W)``, float32 or float64.
       t: high-passed targets, same shape and dtype.
       w: window size, ``1 <= w <= min(H, W)``.
+      tangents: tangents of ``p`` and ``t`` (``None`` for zero), for the
+        tangents of the moments (see :func:`_merge_tangent`).
       pairing: ``"slices"`` forms the pairs of each doubling step from shifted
         slices; ``"conv"`` from dilated 2-tap depthwise ``lax.conv`` kernels.
-        The same numbers either way.
+        The same numbers either way (tangents: slices).
       rows_padded: the rows already hold the window's ``w - 1`` halo rows
         (zeros outside the image): the output has ``w - 1`` fewer rows.
-      stage: applied to intermediate blocks (see :func:`_window_1d`).
-      stage_steps: apply ``stage`` to every doubling step, not only to each pass.
 
     Returns:
       :class:`Moments`, each of shape ``(..., H, W)`` (``H - w + 1`` rows with
       ``rows_padded``), with the zero padding ceil((w-1)/2) before and
-      floor((w-1)/2) after counted as pixels.
+      floor((w-1)/2) after counted as pixels. With ``tangents``, a pair: the
+      moments and their tangents (a :class:`Moments`, ``None`` for exact zeros).
     """
     if w == 1:
         # A single pixel has no spread (and no halo); NaN/Inf still propagate.
         zeros = (p - p) + (t - t)
-        return Moments(p, t, zeros, zeros, zeros)
+        out = Moments(p, t, zeros, zeros, zeros)
+        if tangents is None:
+            return out
+        return out, Moments(*tangents, None, None, None)
+    if tangents is not None:
+        pairing = "slices"
     double = _double_conv if pairing == "conv" else _double_slices
     leaves = _Block(p, t, None, None, None)
-    rows = _window_1d(leaves, w, p.ndim - 1, 1, double, False, stage, stage_steps)
-    win = _window_1d(rows, w, p.ndim - 2, w, double, rows_padded, stage, stage_steps)
+    tan = None if tangents is None else _Block(*tangents, None, None, None)
+    rows = _window_1d((leaves, tan), w, p.ndim - 1, 1, double, False)
+    win, d_win = _window_1d(rows, w, p.ndim - 2, w, double, rows_padded)
     inv = jnp.asarray(1.0 / (w * w), p.dtype)
-    return Moments(win.mp, win.mt, win.mpp * inv, win.mtt * inv, win.mpt * inv)
+    out = Moments(win.mp, win.mt, win.mpp * inv, win.mtt * inv, win.mpt * inv)
+    if tangents is None:
+        return out
+    return out, Moments(d_win.mp, d_win.mt, _scale(d_win.mpp, inv), _scale(d_win.mtt, inv), _scale(d_win.mpt, inv))

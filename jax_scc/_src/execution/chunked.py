@@ -1,11 +1,9 @@
-"""CPU strategy: walk the batch in cache-sized chunks, with fusion barriers.
+"""CPU strategy: walk the batch in cache-sized chunks.
 
 XLA's CPU code generator is fastest when the intermediates of the definition
 (high-passed rows, the five window statistics of every doubling step) stay in
-cache, and it recomputes a producer once per use inside a fusion. So the batch
-is walked in chunks of about ``_CHUNK_PIXELS`` pixels with a ``fori_loop``
-(a loop XLA keeps), and :func:`~jax_scc._src.execution.fusion.materialise`
-stops the recomputation. A chunk is, by the size of a sample:
+cache. So the batch is walked in chunks of about ``_CHUNK_PIXELS`` pixels with
+a ``fori_loop`` (a loop XLA keeps). A chunk is, by the size of a sample:
 
 * several whole samples (small images);
 * one image plane (one channel of one sample);
@@ -21,7 +19,7 @@ few values already written, and writes the same numbers again.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +27,12 @@ from jax import lax
 
 from jax_scc._src import definition, highpass
 from jax_scc._src.config import Config
-from jax_scc._src.execution.fusion import materialise
 from jax_scc._src.layout import from_nchw, to_nchw
 
 # A chunk holds about this many pixels: its intermediates then stay in cache.
 _CHUNK_PIXELS = 1 << 18
 # A band has at least this many rows (fewer would spend most time on its halo).
 _MIN_BAND_ROWS = 32
-# Up to this many doubling steps per window pass are left to XLA to fuse into
-# one loop (cheapest for small windows); beyond it each step is materialised,
-# which keeps the cost logarithmic in the window size.
-_FUSED_DOUBLINGS = 3
 
 
 class Plan(NamedTuple):
@@ -99,65 +92,105 @@ def _locate(i: Any, p: Plan, shape: Tuple[int, int, int, int]) -> Tuple[_Chunk, 
     return _Chunk(plane // c, plane % c, _clamped(band, p.rows, h)), (1, 1)
 
 
-def _read(x: jax.Array, where: _Chunk, extent: Tuple[int, int], rows: Tuple[Any, int], fmt: str) -> jax.Array:
-    """Rows ``[start, start + count)`` of the chunk's planes, as NCHW."""
-    start, count = rows
-    s, c = extent
+class _Chunk(NamedTuple):
+    """Where a chunk lies: first sample, first channel, first row (NCHW
+    indices); its ``(samples, channels)`` extent; and the first of its rows
+    that no earlier chunk computed (``fresh``)."""
+
+    n0: Any
+    c0: Any
+    r0: Any
+    extent: Tuple[int, int]
+    fresh: Any
+
+
+def _locate(i: Any, p: Plan, shape: Tuple[int, int, int, int]) -> _Chunk:
+    """Chunk ``i`` of the walk ``p`` of an ``(N, C, H, W)`` batch."""
+    n, c, h, _ = shape
+    if p.samples:
+        return _Chunk(_clamped(i, p.samples, n), 0, 0, (p.samples, c), 0)
+    plane, band = i // p.bands, i % p.bands
+    return _Chunk(plane // c, plane % c, _clamped(band, p.rows, h), (1, 1), band * p.rows)
+
+
+def _read(x: jax.Array, chunk: _Chunk, start: Any, count: int, fmt: str) -> jax.Array:
+    """Rows ``[start, start + count)`` of the chunk's planes of ``x``, as NCHW."""
+    s, c = chunk.extent
     if fmt == "NCHW":
-        idx, size = (where.n0, where.c0, start, 0), (s, c, count, x.shape[3])
+        idx, size = (chunk.n0, chunk.c0, start, 0), (s, c, count, x.shape[3])
     else:
-        idx, size = (where.n0, start, 0, where.c0), (s, count, x.shape[2], c)
+        idx, size = (chunk.n0, start, 0, chunk.c0), (s, count, x.shape[2], c)
     return to_nchw(lax.dynamic_slice(x, idx, size), fmt)
 
 
-def _band(
-    p: jax.Array,
-    t: jax.Array,
-    sigmas: Optional[Tuple[jax.Array, jax.Array]],
-    where: _Chunk,
-    extent: Tuple[int, int],
-    pl: Plan,
-    config: Config,
-) -> definition.Band:
-    """The chunk's :class:`~jax_scc._src.definition.Band` (NCHW)."""
-    fmt = config.data_format
-    h = p.shape[1] if fmt == "NHWC" else p.shape[2]
-    if pl.bands == 1:
-        pc = _read(p, where, extent, (0, h), fmt)
-        tc = _read(t, where, extent, (0, h), fmt)
-        return definition.whole_planes(pc, tc, config)
-    # A band: read the contiguous rows around it, then pick its rows (with the
-    # symmetric reflection at the image's top and bottom) from those.
-    before, after = definition.halo(config)
-    count = pl.rows + before + after
-    first = where.r0 - before
-    lo = jnp.clip(first, 0, h - count)
-    wanted = first + jnp.arange(count)
-    wanted = jnp.where(wanted < 0, -wanted - 1, wanted)
-    wanted = jnp.where(wanted >= h, 2 * h - 1 - wanted, wanted)
-    local = jnp.clip(wanted - lo, 0, count - 1)
-    pc = jnp.take(_read(p, where, extent, (lo, count), fmt), local, axis=2)
-    tc = jnp.take(_read(t, where, extent, (lo, count), fmt), local, axis=2)
-    inside = definition.inside_rows(where.r0, pl.rows, h, config.window_size)
-    sigma_p, sigma_t = (
-        None if s is None else lax.dynamic_slice(s, (where.n0, where.c0, 0, 0), (1, 1, 1, 1))
-        for s in sigmas
-    )
-    return definition.Band(pc, tc, inside, sigma_p, sigma_t)
+def _index(chunk: _Chunk, row: Any, fmt: str) -> Tuple[Any, ...]:
+    """Where the chunk's NCHW rows starting at ``row`` go in an array of layout ``fmt``."""
+    if fmt == "NCHW":
+        return (chunk.n0, chunk.c0, row, 0)
+    return (chunk.n0, row, 0, chunk.c0)
+
+
+class _Walk(NamedTuple):
+    """A batch, its walk, and what every chunk needs."""
+
+    shape: Tuple[int, int, int, int]  # NCHW
+    plan: Plan
+    sigmas: Tuple[Optional[jax.Array], Optional[jax.Array]]  # per plane, for bands
+    config: Config
+    pairing: str
+
+    @property
+    def steps(self) -> int:
+        return self.plan.steps(*self.shape[:2])
+
+    def slab(self, chunk: _Chunk) -> Tuple[Any, int]:
+        """``(first row, row count)`` of the input rows the chunk reads: whole
+        planes, or its band and halo (moved inside the image at the top and
+        bottom, where the halo is the image's reflection)."""
+        h = self.shape[2]
+        if self.plan.bands == 1:
+            return 0, h
+        before, after = definition.halo(self.config)
+        count = self.plan.rows + before + after
+        return jnp.clip(chunk.r0 - before, 0, h - count), count
+
+    def band(self, chunk: _Chunk, lo: Any, slabs: Sequence[Optional[jax.Array]]):
+        """The chunk's :class:`~jax_scc._src.definition.Band` from the slabs of
+        ``(preds, target)``, and the same rows of further slabs (tangents;
+        ``None`` stays ``None``)."""
+        if self.plan.bands == 1:
+            band = definition.whole_planes(slabs[0], slabs[1], self.config)
+            return band, [None if x is None else definition.extend_rows(x, self.config) for x in slabs[2:]]
+        h, count = self.shape[2], slabs[0].shape[2]
+        before, _ = definition.halo(self.config)
+        wanted = chunk.r0 - before + jnp.arange(count)
+        wanted = jnp.where(wanted < 0, -wanted - 1, wanted)  # symmetric reflection
+        wanted = jnp.where(wanted >= h, 2 * h - 1 - wanted, wanted)
+        local = jnp.clip(wanted - lo, 0, count - 1)
+        rows = [None if x is None else jnp.take(x, local, axis=2) for x in slabs]
+        inside = definition.inside_rows(chunk.r0, self.plan.rows, h, self.config.window_size)
+        sigma_p, sigma_t = (lax.dynamic_slice(s, (chunk.n0, chunk.c0, 0, 0), (1, 1, 1, 1)) for s in self.sigmas)
+        return definition.Band(rows[0], rows[1], inside, sigma_p, sigma_t), rows[2:]
+
+    def pixels(self, band: definition.Band, tangents=None):
+        """The map of a band (and its tangent)."""
+        return definition.band_map(band, self.config, tangents=tangents, pairing=self.pairing)
+
+    def run(self, body, init):
+        return body(0, init) if self.steps == 1 else lax.fori_loop(0, self.steps, body, init)
 
 
 def _plane_sigmas(p: jax.Array, t: jax.Array, pl: Plan, config: Config):
-    """Grid scales of the exact high-pass for every plane, ``(N, C, 1, 1)``
-    each, found band by band (a plane is too large to be read at once)."""
+    """Grids of the exact high-pass for every plane, ``(N, C, 1, 1)`` each,
+    found band by band (a plane is too large to be read at once)."""
     fmt = config.data_format
     shape = to_nchw(p, fmt).shape
-    n, c, h, _ = shape
+    n, c = shape[:2]
 
     def body(i, peaks):
-        where, extent = _locate(i, pl, shape)
-        rows = (where.r0, pl.rows)
-        band_peaks = [highpass.finite_peak(_read(x, where, extent, rows, fmt)) for x in (p, t)]
-        idx = (where.n0, where.c0, 0, 0)
+        chunk = _locate(i, pl, shape)
+        band_peaks = [highpass.finite_peak(_read(x, chunk, chunk.r0, pl.rows, fmt)) for x in (p, t)]
+        idx = (chunk.n0, chunk.c0, 0, 0)
         return tuple(
             lax.dynamic_update_slice(a, jnp.maximum(lax.dynamic_slice(a, idx, (1, 1, 1, 1)), b), idx)
             for a, b in zip(peaks, band_peaks)
@@ -169,44 +202,114 @@ def _plane_sigmas(p: jax.Array, t: jax.Array, pl: Plan, config: Config):
     return tuple(highpass.grid_scale(x, hp_filter) for x in peaks)
 
 
-def evaluate(p: jax.Array, t: jax.Array, config: Config, output: str, pairing: str) -> jax.Array:
-    """The SCC map (``output="map"``, layout of the input) or the per-sample
-    scores (``"scores"``, shape ``(N,)``) of 4-D inputs, chunk by chunk."""
-    fmt = config.data_format
-    shape = to_nchw(p, fmt).shape
-    n, c, h, w_img = shape
+def _walk(p: jax.Array, config: Config, pairing: str, t: jax.Array) -> _Walk:
+    shape = to_nchw(p, config.data_format).shape
     pl = plan(shape, config)
-    steps = pl.steps(n, c)
-    sigmas = _plane_sigmas(p, t, pl, config) if pl.bands > 1 else None
-    stage_steps = (config.window_size.bit_length() - 1) > _FUSED_DOUBLINGS
+    sigmas = _plane_sigmas(p, t, pl, config) if pl.bands > 1 else (None, None)
+    return _Walk(shape, pl, sigmas, config, pairing)
+
+
+def scc_map(
+    p: jax.Array,
+    t: jax.Array,
+    config: Config,
+    pairing: str,
+    tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
+):
+    """The SCC map of 4-D inputs (layout of the input; NaN where left out),
+    chunk by chunk; with ``tangents`` (of ``p`` and ``t``, ``None`` for zero)
+    also its tangent, in the same walk.
+
+    With tangents each chunk's computation is a ``jax.checkpoint``: reverse
+    mode (JAX transposes the tangent) recomputes it chunk by chunk instead of
+    keeping every chunk's intermediate results for the whole batch.
+    """
+    fmt = config.data_format
+    walk = _walk(p, config, pairing, t)
+    inputs = (p, t) if tangents is None else (p, t, *tangents)
 
     def chunk_map(i):
-        where, extent = _locate(i, pl, shape)
-        band = _band(p, t, sigmas, where, extent, pl, config)
-        pixels = definition.band_map(
-            band, config, pairing=pairing, stage=materialise, stage_steps=stage_steps
-        )
-        return where, pixels
+        chunk = _locate(i, walk.plan, walk.shape)
+        lo, count = walk.slab(chunk)
+        slabs = [None if x is None else _read(x, chunk, lo, count, fmt) for x in inputs]
+        band, tangent_rows = walk.band(chunk, lo, slabs)
+        pixels, d_map = walk.pixels(band, None if tangents is None else definition.Tangents(*tangent_rows))
+        return chunk, pixels, d_map
 
-    if output == "map":
+    if tangents is not None:
+        chunk_map = jax.checkpoint(chunk_map, prevent_cse=False)
 
-        def write_map(i, out):
-            where, pixels = chunk_map(i)
-            m = from_nchw(definition.map_with_gaps(pixels), fmt)
-            idx = (where.n0, where.c0, where.r0, 0) if fmt == "NCHW" else (where.n0, where.r0, 0, where.c0)
-            return lax.dynamic_update_slice(out, m, idx)
+    def as_output(pixels):
+        return from_nchw(definition.map_with_gaps(pixels), fmt)
 
-        if steps == 1:
-            return write_map(0, jnp.zeros_like(p))
-        return lax.fori_loop(0, steps, write_map, jnp.zeros_like(p))
+    def write(i, outs):
+        chunk, pixels, d_map = chunk_map(i)
+        idx = _index(chunk, chunk.r0, fmt)
+        if d_map is None:
+            return lax.dynamic_update_slice(outs, as_output(pixels), idx)
+        m, dm = jax.jvp(lambda m: as_output(pixels._replace(map=m)), (pixels.map,), (d_map,))
+        return tuple(lax.dynamic_update_slice(o, x, idx) for o, x in zip(outs, (m, dm)))
 
-    def write_rows(i, acc):
-        where, pixels = chunk_map(i)
-        rows = definition.row_stats(pixels)
-        idx = (where.n0, where.c0, where.r0)
-        return jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), acc, rows)
+    init = jnp.zeros_like(p)
+    return walk.run(write, init if tangents is None else (init, init))
+
+
+def scores(
+    p: jax.Array,
+    t: jax.Array,
+    config: Config,
+    pairing: str,
+    gradients: Tuple[bool, bool] = (False, False),
+):
+    """Per-sample scores of 4-D inputs, shape ``(N,)``, chunk by chunk; and
+    for each input with ``gradients`` True, the gradient of the sum of each
+    sample's counted map pixels (input layout), in the same walk.
+
+    The derivative of the scores is these gradients divided by the number of
+    counted pixels (see :func:`~jax_scc._src.definition.scores_and_grads`).
+    A chunk's gradient is the reverse-mode derivative of its own computation
+    (centred through the windows' merge tree, as the moments themselves),
+    taken while the chunk is in cache; a band's gradient reaches into its halo
+    rows, so bands add theirs up.
+    """
+    fmt = config.data_format
+    walk = _walk(p, config, pairing, t)
+    n, c, h, _ = walk.shape
+    wanted = [i for i, g in enumerate(gradients) if g]
+
+    def chunk_scores(i, accs):
+        rows_acc, grads = accs
+        chunk = _locate(i, walk.plan, walk.shape)
+        lo, count = walk.slab(chunk)
+        slabs = [_read(x, chunk, lo, count, fmt) for x in (p, t)]
+
+        def counted(*diff):
+            inputs = list(slabs)
+            for k, x in zip(wanted, diff):
+                inputs[k] = x
+            pixels, _ = walk.pixels(walk.band(chunk, lo, inputs)[0])
+            fresh = (chunk.r0 + jnp.arange(pixels.map.shape[2]) >= chunk.fresh)[None, None, :, None]
+            return definition.counted_sum(pixels, fresh), definition.row_stats(pixels)
+
+        idx = (chunk.n0, chunk.c0, chunk.r0)
+        if not wanted:
+            _, rows = counted()
+            return jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows), grads
+        total, vjp, rows = jax.vjp(counted, *[slabs[k] for k in wanted], has_aux=True)
+        rows_acc = jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows)
+        out, at = [], _index(chunk, lo, fmt)
+        for g, ct in zip(grads, vjp(jnp.ones_like(total))):
+            ct = from_nchw(ct, fmt)
+            if walk.plan.bands > 1:  # overlapping halos: add up
+                ct = ct + lax.dynamic_slice(g, at, ct.shape)
+            out.append(lax.dynamic_update_slice(g, ct, at))
+        return rows_acc, tuple(out)
 
     zeros = jnp.zeros((n, c, h), p.dtype)
-    init = definition.RowStats(zeros, zeros if config.masked else None)
-    rows = write_rows(0, init) if steps == 1 else lax.fori_loop(0, steps, write_rows, init)
-    return definition.scores(rows)
+    rows_init = definition.RowStats(zeros, zeros if config.masked else None)
+    grads_init = tuple(jnp.zeros_like((p, t)[k]) for k in wanted)
+    rows, grads = walk.run(chunk_scores, (rows_init, grads_init))
+    full = [None, None]
+    for k, g in zip(wanted, grads):
+        full[k] = g
+    return definition.scores(rows), tuple(full), definition.counted(rows, walk.shape)
