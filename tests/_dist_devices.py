@@ -159,7 +159,7 @@ def main():
     spec.loader.exec_module(example)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = example.main(["--num-images", "22", "--batch-size", "8", "--image-size", "32", "--window-size", "4"])
+        code = example.main(["--num-images", "10", "--batch-size", "4", "--image-size", "16", "--window-size", "4"])
     out["evaluate_stack"] = {"exit": code, "printed": printed.getvalue()}
 
     print(json.dumps(out))

@@ -66,12 +66,23 @@ check(np.array_equal(np.isnan(m), np.isnan(expected)) and np.nanmax(np.abs(m - e
 # Gradients in float64: analytic vs numerical.
 from jax.test_util import check_grads
 
-p = jnp.asarray(rng.uniform(size=(1, 1, 10, 10)))
-t = jnp.asarray(rng.uniform(size=(1, 1, 10, 10)))
-try:
-    check_grads(lambda x: jax_scc.spatial_correlation_coefficient(x, t, window_size=4), (p,), order=2, modes=["rev", "fwd"])
-    check(True, "check_grads order 2 (fwd and rev)")
-except AssertionError as e:
-    check(False, f"check_grads: {e}")
+p = jnp.asarray(rng.uniform(size=(2, 1, 8, 8)))
+t = jnp.asarray(rng.uniform(size=(2, 1, 8, 8)))
+weights = jnp.asarray(rng.standard_normal((2, 1, 8, 8)))
+holes = p.at[0, 0, 2:4, 2:4].set(np.nan)
+for what, f, args, order, modes in [
+    ("scores, both inputs", lambda a, b: jax_scc.spatial_correlation_coefficient(a, b, window_size=4),
+     (p, t), 1, ["rev", "fwd"]),
+    ("scores, second derivatives (the rule is differentiable)",
+     lambda a: jax_scc.spatial_correlation_coefficient(a, t[:1], window_size=4), (p[:1],), 2, ["fwd"]),
+    ("the map", lambda a, b: jnp.sum(weights * jax_scc.scc_map(a, b, window_size=4)), (p, t), 1, ["rev"]),
+    ("ignore_nans and ignore_flat", lambda b: jax_scc.spatial_correlation_coefficient(
+        holes, b, window_size=4, ignore_nans=True, ignore_flat=True), (t,), 1, ["rev"]),
+]:
+    try:
+        check_grads(f, args, order=order, modes=modes)
+        check(True, f"check_grads order {order} ({', '.join(modes)}): {what}")
+    except AssertionError as e:
+        check(False, f"check_grads {what}: {e}")
 
 sys.exit(1 if failures else 0)

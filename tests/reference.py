@@ -125,3 +125,43 @@ def scc_per_sample(preds, target, hp_filter=LAPLACIAN, window_size=8, data_forma
 
 def scc(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW", **options):
     return float(scc_per_sample(preds, target, hp_filter, window_size, data_format, **options).mean())
+
+
+def scc_map_jax(preds, target, hp_filter=LAPLACIAN, window_size=8):
+    """The definition in jax.numpy, the map of (N, C, H, W) batches: a
+    differentiable reference for gradients. Evaluate it under ``jax.enable_x64``
+    on float64 inputs (it shares no code with jax_scc either)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    hp = jnp.asarray(np.asarray(hp_filter, np.float64)[::-1, ::-1])
+    kh, kw = hp.shape
+    w = window_size
+
+    def high_pass(x):
+        pad = ((0, 0), (0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2))
+        xp = jnp.pad(x, pad, mode="symmetric")
+        h, wd = x.shape[-2:]
+        return 2 * sum(hp[a, b] * xp[..., a : a + h, b : b + wd] for a in range(kh) for b in range(kw))
+
+    def window_mean(x):
+        before, after = w // 2, (w - 1) // 2
+        pad = ((0, 0), (0, 0), (before, after), (before, after))
+        return lax.reduce_window(x, 0.0, lax.add, (1, 1, w, w), (1, 1, 1, 1), pad) / (w * w)
+
+    p, t = high_pass(preds), high_pass(target)
+    mp, mt = window_mean(p), window_mean(t)
+    var_p = jnp.maximum(window_mean(p * p) - mp * mp, 0)
+    var_t = jnp.maximum(window_mean(t * t) - mt * mt, 0)
+    cov = window_mean(p * t) - mp * mt
+    ok = (var_p > 0) & (var_t > 0)  # masked before sqrt and division: finite gradients
+    den = jnp.sqrt(jnp.where(ok, var_p, 1)) * jnp.sqrt(jnp.where(ok, var_t, 1))
+    return jnp.where(ok, cov / den, 0)
+
+
+def scc_scores_jax(preds, target, hp_filter=LAPLACIAN, window_size=8):
+    """Per-sample scores of :func:`scc_map_jax`."""
+    import jax.numpy as jnp
+
+    m = scc_map_jax(preds, target, hp_filter, window_size)
+    return jnp.mean(m.reshape(m.shape[0], -1), axis=1)

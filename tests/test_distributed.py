@@ -71,11 +71,11 @@ def test_four_devices_give_the_single_device_result():
     assert abs(result["metric_on_device_2"][0] - result["metric_on_device_2"][1]) <= TOL
     assert result["metric_sharded_state_devices"] == [0, 1, 2, 3]
     assert abs(result["metric_sharded"][0] - result["metric_sharded"][1]) <= TOL
-    # examples/evaluate_stack.py: 22 images in 3 padded batches of 8 over 4 devices.
+    # examples/evaluate_stack.py: 10 images in 3 padded batches of 4 over 4 devices.
     run = result["evaluate_stack"]
     out = run["printed"]
     assert run["exit"] == 0, out
-    assert "22 image pairs of 32x32, 3 batches of 8 (the last one padded with 2), sharded over 4 cpu devices" in out
+    assert "10 image pairs of 16x16, 3 batches of 4 (the last one padded with 2), sharded over 4 cpu devices" in out
     for variant in ("jit", "shard_map"):
         bars = re.findall(rf"^\s*{variant} \[[#.]+\] (\d)/3 batches$", out, flags=re.M)
         assert bars == ["1", "2", "3"]

@@ -4,8 +4,7 @@ Two strategies compute the same numbers (the same definition, the same
 arithmetic; only the order of a few float32 additions may differ):
 
 * :mod:`~jax_scc._src.execution.chunked` (CPU): the batch walked in
-  cache-sized chunks (whole samples, planes, or bands of rows) with fusion
-  barriers;
+  cache-sized chunks (whole samples, planes, or bands of rows);
 * :mod:`~jax_scc._src.execution.whole` (GPU, TPU): one graph for the batch.
 
 ``method`` chooses how the window moments pair their blocks: ``"slices"``
@@ -19,9 +18,11 @@ units). ``"slices"`` and ``"conv"`` run chunked on CPU, as one graph elsewhere.
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from jax_scc._src.config import Config
 from jax_scc._src.execution import chunked, whole
@@ -34,11 +35,11 @@ class Strategy(NamedTuple):
     pairing: str  # "slices" or "conv"
 
     @property
-    def evaluate(self) -> Callable:
-        return chunked.evaluate if self.name == "chunked" else whole.evaluate
+    def module(self):
+        return chunked if self.name == "chunked" else whole
 
 
-def strategy(config: Config, backend: str | None = None) -> Strategy:
+def strategy(config: Config, backend: Optional[str] = None) -> Strategy:
     """The strategy for ``config`` on ``backend`` (default: JAX's default backend)."""
     backend = backend or jax.default_backend()
     pairing = config.method
@@ -47,8 +48,44 @@ def strategy(config: Config, backend: str | None = None) -> Strategy:
     return Strategy("chunked" if backend == "cpu" else "whole", pairing)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _scc(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
+    s = strategy(config)
+    if output == "map":
+        return s.module.scc_map(p, t, config, s.pairing)
+    return s.module.scores(p, t, config, s.pairing)[0]
+
+
+@functools.partial(_scc.defjvp, symbolic_zeros=True)
+def _scc_jvp(config: Config, output: str, primals, tangents):
+    """SCC's derivative rule, computed by the same strategy in the same walk as
+    the value.
+
+    * Per-sample scores (the loss path): the walk also returns, chunk by chunk,
+      the gradient of each sample's sum of counted map pixels (a chunk's
+      reverse-mode derivative, taken while it is in cache); the tangent is its
+      inner product with the input tangents over the sample, divided by the
+      number of counted pixels. Linear in the tangents, so JAX's reverse mode
+      only multiplies the stored gradients (one per differentiated input) by
+      the cotangent: no second walk, no recomputation.
+    * The map: the tangent of every map pixel (:func:`~jax_scc._src.definition.band_map`),
+      linear in the tangents; JAX transposes it, and the strategy checkpoints
+      it chunk by chunk.
+    """
+    s = strategy(config)
+    p, t = primals
+    tangents = tuple(None if type(x) is SymbolicZero else x for x in tangents)
+    if output == "map":
+        return s.module.scc_map(p, t, config, s.pairing, tangents=tangents)
+    scores, grads, counted = s.module.scores(p, t, config, s.pairing, gradients=tuple(x is not None for x in tangents))
+    n = p.shape[0]
+    d = sum(jnp.sum((g * x).reshape(n, -1), axis=1) for g, x in zip(grads, tangents) if x is not None)
+    has_data = counted > 0
+    return scores, jnp.where(has_data, d / jnp.where(has_data, counted, 1), 0)
+
+
 @functools.partial(jax.jit, static_argnames=("config", "output"))
 def evaluate(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
-    """The SCC map or per-sample scores of 4-D inputs (see the strategies)."""
-    s = strategy(config)
-    return s.evaluate(p, t, config, output, s.pairing)
+    """The SCC map or per-sample scores of 4-D inputs (see the strategies),
+    differentiable by the rule above in forward and reverse mode, to any order."""
+    return _scc(p, t, config, output)
