@@ -16,7 +16,7 @@ from jax_scc._src.state import (
 )
 from jax_scc._src.validation import DEFAULT_HP_FILTER
 
-__version__ = "0.1.0"
+from jax_scc._version import __version__
 
 __all__ = [
     "DEFAULT_HP_FILTER",
