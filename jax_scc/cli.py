@@ -102,6 +102,12 @@ output:
      "errors": [{"pred": P, "target": T, "error": MESSAGE}, ...]}
   (NaN is written as null). --csv and --map files appear whole or not at all.
 
+devices:
+  Pairs of one shape are scored in batches split over all local JAX devices
+  (GPUs, or the CPU), one compilation per shape, while threads decode the
+  next files. JAX_PLATFORMS=cpu forces the CPU; JAX_COMPILATION_CACHE_DIR
+  keeps compilations between runs.
+
 exit status:
   0  every pair was scored
   2  bad input: a missing, unreadable or corrupt file, mismatched shapes, an
@@ -422,25 +428,35 @@ def default_batch_size(shape: Tuple[int, ...], on_cpu: bool) -> int:
     return max(1, min(DEFAULT_BATCH, budget // pixels))
 
 
+def _sharding(devices: Tuple[Any, ...]):
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
+    return dict(in_shardings=(sharding, sharding), out_shardings=sharding)
+
+
 @functools.lru_cache(maxsize=8)
-def _jitted(options: Tuple[Tuple[str, Any], ...], want_maps: bool, devices: Tuple[Any, ...]):
-    """The jitted per-sample score (and map) functions, batch axis sharded over ``devices``.
+def _jitted_scores(options: Tuple[Tuple[str, Any], ...], devices: Tuple[Any, ...]):
+    """The jitted per-sample scores of a batch, its batch axis sharded over ``devices``.
 
     Cached, so that calling :func:`main` again in one process does not recompile.
     """
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from jax_scc import scc_map, spatial_correlation_coefficient
+    from jax_scc import spatial_correlation_coefficient
 
-    kwargs = dict(options)
-    sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
-    shard = dict(in_shardings=(sharding, sharding), out_shardings=sharding)
-    scores = jax.jit(
-        functools.partial(spatial_correlation_coefficient, reduction="none", **kwargs), **shard
-    )
-    maps = jax.jit(functools.partial(scc_map, **kwargs), **shard) if want_maps else None
-    return scores, maps
+    score = functools.partial(spatial_correlation_coefficient, reduction="none", **dict(options))
+    return jax.jit(score, **_sharding(devices))
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_maps(options: Tuple[Tuple[str, Any], ...], devices: Tuple[Any, ...]):
+    """The jitted SCC maps of a batch, sharded like :func:`_jitted_scores`."""
+    import jax
+
+    from jax_scc import scc_map
+
+    return jax.jit(functools.partial(scc_map, **dict(options)), **_sharding(devices))
 
 
 class _Scorer:
@@ -452,7 +468,9 @@ class _Scorer:
         devices = tuple(jax.local_devices())
         self.ndev = len(devices)
         self.on_cpu = devices[0].platform == "cpu"
-        self._scores, self._maps = _jitted(tuple(sorted(options.items())), want_maps, devices)
+        key = tuple(sorted(options.items()))
+        self._scores = _jitted_scores(key, devices)
+        self._maps = _jitted_maps(key, devices) if want_maps else None
         self.batch_size = batch_size
         self._groups: "collections.OrderedDict[Tuple, List]" = collections.OrderedDict()
         self._full: set = set()  # groups that have had a full batch
