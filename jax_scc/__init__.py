@@ -16,8 +16,7 @@ from jax_scc._src.config import DEFAULT_HP_FILTER
 from jax_scc._src.functional import scc_map, spatial_correlation_coefficient
 from jax_scc._src.metric import SpatialCorrelationCoefficient, scc_update
 from jax_scc._src.state import SCCState, scc_compute, scc_init, scc_merge, scc_sync
-
-__version__ = "0.1.0"
+from jax_scc._version import __version__
 
 __all__ = [
     "DEFAULT_HP_FILTER",

@@ -1,6 +1,5 @@
 """jax_scc.clu.SCC in clu.metrics Collections: merge, reduce, masks, jit, config."""
 
-import sys
 
 import numpy as np
 import pytest
@@ -25,17 +24,6 @@ def _batches(n_batches=3, shape=SHAPE, seed=0):
         p = (0.7 * t + 0.3 * rng.uniform(size=shape)).astype(np.float32)
         out.append((p, t))
     return out
-
-
-def test_import_jax_scc_imports_no_optional_dependency():
-    import subprocess
-
-    code = (
-        "import sys, jax_scc; "
-        "loaded = {'clu', 'flax', 'torch', 'matplotlib', 'imageio', 'tifffile', 'skimage'} & set(sys.modules); "
-        "assert not loaded, loaded"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_collection_with_average_matches_functional():
