@@ -441,13 +441,13 @@ def _jitted_step(options: Tuple[Tuple[str, Any], ...], devices: Tuple[Any, ...])
     import jax
 
     from jax_scc._src.config import make_config
-    from jax_scc._src.functional import per_sample_scores
+    from jax_scc._src.functional import scores_of
     from jax_scc._src.state import add_scores
 
     config = make_config(**dict(options))
 
     def step(state, preds, target, mask):
-        scores = per_sample_scores(preds, target, config)
+        scores = scores_of(preds, target, config)
         return scores, add_scores(state, scores, mask)
 
     by_batch, replicated = _shardings(devices)

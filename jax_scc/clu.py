@@ -61,14 +61,13 @@ class SCC(clu.metrics.Metric):
     :meth:`with_config` to get a configured class.
 
     Example:
-      >>> import jax
-      >>> import jax.numpy as jnp
+      >>> import numpy as np
       >>> from clu import metrics
       >>> from jax_scc.clu import SCC
       >>> EvalMetrics = metrics.Collection.create(
       ...     scc=SCC.with_config(window_size=4), loss=metrics.Average.from_output("loss"))
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
-      >>> batch = EvalMetrics.single_from_model_output(preds=x, target=x, loss=jnp.ones(2))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
+      >>> batch = EvalMetrics.single_from_model_output(preds=x, target=x, loss=np.ones(2))
       >>> result = EvalMetrics.empty().merge(batch).compute()
       >>> float(result["scc"]), float(result["loss"])
       (1.0, 1.0)

@@ -24,3 +24,11 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Make tests/reference.py and tests/images.py importable wherever pytest runs from.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The checks that run in their own processes take longest: start them first, so
+# that the workers (pytest-xdist) finish at about the same time.
+_FIRST = ("test_x64.py", "test_distributed.py", "test_docs.py", "test_examples.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.nodeid.split("::")[0].rsplit("/", 1)[-1] not in _FIRST)

@@ -130,30 +130,29 @@ def scc(preds, target, hp_filter=LAPLACIAN, window_size=8, data_format="NCHW", *
 def scc_map_jax(preds, target, hp_filter=LAPLACIAN, window_size=8):
     """The definition in jax.numpy, the map of (N, C, H, W) batches: a
     differentiable reference for gradients. Evaluate it under ``jax.enable_x64``
-    on float64 inputs (it shares no code with jax_scc either)."""
+    on float64 inputs (it shares no code with jax_scc either). Each window's
+    variances and covariance are taken from its w*w values, centred on their
+    mean (two passes), so that float64 keeps its digits in near-flat windows."""
     import jax.numpy as jnp
-    from jax import lax
 
     hp = jnp.asarray(np.asarray(hp_filter, np.float64)[::-1, ::-1])
     kh, kw = hp.shape
     w = window_size
+    h, wd = preds.shape[-2:]
 
     def high_pass(x):
         pad = ((0, 0), (0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2))
         xp = jnp.pad(x, pad, mode="symmetric")
-        h, wd = x.shape[-2:]
         return 2 * sum(hp[a, b] * xp[..., a : a + h, b : b + wd] for a in range(kh) for b in range(kw))
 
-    def window_mean(x):
+    def window_values(x):  # (w*w, N, C, H, W): every window's values, zero padded
         before, after = w // 2, (w - 1) // 2
-        pad = ((0, 0), (0, 0), (before, after), (before, after))
-        return lax.reduce_window(x, 0.0, lax.add, (1, 1, w, w), (1, 1, 1, 1), pad) / (w * w)
+        xp = jnp.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
+        return jnp.stack([xp[..., a : a + h, b : b + wd] for a in range(w) for b in range(w)])
 
-    p, t = high_pass(preds), high_pass(target)
-    mp, mt = window_mean(p), window_mean(t)
-    var_p = jnp.maximum(window_mean(p * p) - mp * mp, 0)
-    var_t = jnp.maximum(window_mean(t * t) - mt * mt, 0)
-    cov = window_mean(p * t) - mp * mt
+    p, t = window_values(high_pass(preds)), window_values(high_pass(target))
+    dp, dt = p - jnp.mean(p, axis=0, keepdims=True), t - jnp.mean(t, axis=0, keepdims=True)
+    var_p, var_t, cov = jnp.mean(dp * dp, axis=0), jnp.mean(dt * dt, axis=0), jnp.mean(dp * dt, axis=0)
     ok = (var_p > 0) & (var_t > 0)  # masked before sqrt and division: finite gradients
     den = jnp.sqrt(jnp.where(ok, var_p, 1)) * jnp.sqrt(jnp.where(ok, var_t, 1))
     return jnp.where(ok, cov / den, 0)

@@ -36,7 +36,7 @@ def test_ct_reconstruction_prints_the_seed_score_and_saves_the_figure(tmp_path, 
 
 def test_training_loss_improves_held_out_scc(tmp_path, capsys):
     out = tmp_path / "training.png"
-    initial, final = _load("training_loss").main(["--steps", "30", "--eval-every", "10", "--out", str(out)])
+    initial, final = _load("training_loss").main(["--steps", "20", "--eval-every", "10", "--out", str(out)])
     printed = capsys.readouterr().out
     assert final > initial + 0.03, (initial, final)
     assert f"{initial:.4f} -> {final:.4f}" in printed

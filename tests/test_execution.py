@@ -59,11 +59,11 @@ def test_chunk_walks_compute_the_definition(small_chunks, shape, chunk, window_s
     config = make_config(None, window_size, data_format=data_format, ignore_nans=ignore_nans)
     nchw = shape if data_format == "NCHW" else (shape[0], shape[3], shape[1], shape[2])
     assert chunked.plan(nchw, config) == walk
-    m = chunked.scc_map(jnp.asarray(p), jnp.asarray(t), config, "slices")
+    m = jax.jit(chunked.scc_map, static_argnums=(2, 3))(p, t, config, "slices")
     expected = ref.scc_map(p, t, window_size=window_size, data_format=data_format, ignore_nans=ignore_nans)
     np.testing.assert_array_equal(np.isnan(m), np.isnan(expected))
     np.testing.assert_allclose(m, expected, atol=1e-5, rtol=0, equal_nan=True)
-    scores = chunked.scores(jnp.asarray(p), jnp.asarray(t), config, "slices")[0]
+    scores = jax.jit(chunked.scores, static_argnums=(2, 3))(p, t, config, "slices")[0]
     np.testing.assert_allclose(scores, ref.scores_of_map(expected, ignore_nans), atol=1e-6, rtol=0)
 
 

@@ -51,14 +51,12 @@ def test_numpy_mixed_with_jax_and_read_only_and_non_contiguous():
     np.testing.assert_allclose(float(got), float(expected), atol=1e-7, rtol=0)
 
 
-def test_numpy_under_jit_vmap_grad():
+def test_numpy_under_jit_and_vmap():
     p, t = _np_images()
     score = jax.jit(jax_scc.spatial_correlation_coefficient)(p, t)
     assert float(score) == pytest.approx(float(jax_scc.spatial_correlation_coefficient(p, t)))
     stacked = jax.vmap(jax_scc.spatial_correlation_coefficient)(np.stack([p, t]), np.stack([t, t]))
     assert stacked.shape == (2,) and float(stacked[1]) == 1.0
-    grad = jax.grad(lambda a: 1.0 - jax_scc.spatial_correlation_coefficient(a, t))(p)
-    assert grad.shape == p.shape and np.all(np.isfinite(np.asarray(grad)))
 
 
 def test_numpy_in_clu_metric():

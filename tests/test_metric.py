@@ -100,8 +100,8 @@ def test_one_compiled_step_per_input_shape(monkeypatch):
     """update and __call__ each compile once per batch shape, shared by every
     instance with the same configuration."""
     chex.clear_trace_counter()
-    # `update` runs once each time one of the class's jitted steps traces.
-    monkeypatch.setattr(metric_lib, "update", chex.assert_max_traces(metric_lib.update, n=4))
+    # `scores_of` runs once each time one of the class's jitted steps traces.
+    monkeypatch.setattr(metric_lib, "scores_of", chex.assert_max_traces(metric_lib.scores_of, n=4))
     batches = _batches((3, 3, 2, 2), shape=(1, 13, 11), seed=5)  # a shape no other test uses
     m = SpatialCorrelationCoefficient(window_size=3)
     for p, t in batches:

@@ -18,6 +18,7 @@ Conventions (stated once, here):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import jax
@@ -38,13 +39,41 @@ def _prepared(preds: ArrayLike, target: ArrayLike, config: Config):
     return p[:, None], t[:, None], config, True  # one channel
 
 
-def per_sample_scores(preds: ArrayLike, target: ArrayLike, config: Config) -> jax.Array:
+def arrays(preds: ArrayLike, target: ArrayLike):
+    """``preds`` and ``target`` as JAX arrays of the compute dtype (a
+    ``TypeError`` for what is not a real array); the rest of the checks run at
+    trace time, under ``jit``. Casting first keeps one compiled program per
+    shape whatever the input dtypes (uint8, float16, ...)."""
+    p, t = checks.as_real_array(preds, "preds"), checks.as_real_array(target, "target")
+    dtype = jnp.promote_types(checks.compute_dtype(p.dtype), checks.compute_dtype(t.dtype))
+    return p.astype(dtype), t.astype(dtype)
+
+
+def scores_of(preds: jax.Array, target: jax.Array, config: Config) -> jax.Array:
     """Checked per-sample SCC scores, shape ``(N,)``: the scores behind every
-    reduction, the running totals and the class."""
+    reduction, the running totals and the class (traceable: call it inside a
+    ``jit``)."""
     p, t, config, _ = _prepared(preds, target, config)
     if p.shape[0] == 0:
         return jnp.zeros((0,), p.dtype)
     return execution.evaluate(p, t, config, "scores")
+
+
+# The public functions run as one compiled program each (checks at trace time,
+# casts, the strategy, the reduction), so that an eager call dispatches once.
+@functools.partial(jax.jit, static_argnames=("config", "reduction"))
+def _reduced_scores(preds: jax.Array, target: jax.Array, config: Config, reduction: str) -> jax.Array:
+    scores = scores_of(preds, target, config)
+    if reduction == "none":
+        return scores
+    return jnp.mean(scores) if scores.shape[0] else jnp.full((), jnp.nan, scores.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _map(preds: jax.Array, target: jax.Array, config: Config) -> jax.Array:
+    p, t, config, three_d = _prepared(preds, target, config)
+    m = execution.evaluate(p, t, config, "map") if p.shape[0] else p
+    return m[:, 0] if three_d else m
 
 
 def scc_map(
@@ -93,13 +122,12 @@ def scc_map(
         an invalid ``window_size``, ``data_format``, ``hp_filter`` or ``method``.
 
     Example:
-      >>> import jax
-      >>> import jax.numpy as jnp
+      >>> import numpy as np
       >>> from jax_scc import scc_map
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
       >>> scc_map(x, x, window_size=4).shape
       (2, 1, 16, 16)
-      >>> hole = x.at[0, 0, 0, 0].set(jnp.nan)  # a no-data pixel in a corner
+      >>> hole = x.copy(); hole[0, 0, 0, 0] = np.nan  # a no-data pixel in a corner
       >>> m = scc_map(hole, x, window_size=4, ignore_nans=True)
       >>> int(jnp.isnan(m).sum())  # the map pixels whose footprint sees it
       16
@@ -112,9 +140,7 @@ def scc_map(
         ignore_nans=ignore_nans,
         ignore_flat=ignore_flat,
     )
-    p, t, config, three_d = _prepared(preds, target, config)
-    m = execution.evaluate(p, t, config, "map") if p.shape[0] else p
-    return m[:, 0] if three_d else m
+    return _map(*arrays(preds, target), config)
 
 
 def spatial_correlation_coefficient(
@@ -171,17 +197,16 @@ def spatial_correlation_coefficient(
         ``hp_filter`` or ``method``.
 
     Example:
-      >>> import jax
-      >>> import jax.numpy as jnp
+      >>> import numpy as np
       >>> from jax_scc import spatial_correlation_coefficient as scc
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
       >>> float(scc(x, x, window_size=4))
       1.0
       >>> float(scc(x, -x, window_size=4))  # inverted structure
       -1.0
       >>> scc(x, x, window_size=4, reduction="none").shape
       (2,)
-      >>> hole = x.at[0, 0, 0, 0].set(jnp.nan)  # a no-data pixel in sample 0
+      >>> hole = x.copy(); hole[0, 0, 0, 0] = np.nan  # a no-data pixel in sample 0
       >>> float(scc(hole, x, window_size=4, ignore_nans=True))
       1.0
     """
@@ -193,8 +218,4 @@ def spatial_correlation_coefficient(
         ignore_nans=ignore_nans,
         ignore_flat=ignore_flat,
     )
-    reduction = check_reduction(reduction)
-    scores = per_sample_scores(preds, target, config)
-    if reduction == "mean":
-        return jnp.mean(scores) if scores.shape[0] else jnp.full((), jnp.nan, scores.dtype)
-    return scores
+    return _reduced_scores(*arrays(preds, target), config, check_reduction(reduction))

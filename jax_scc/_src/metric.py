@@ -11,7 +11,8 @@ from jax.typing import ArrayLike
 
 from jax_scc._src import state as state_lib
 from jax_scc._src.config import Config, make_config
-from jax_scc._src.functional import per_sample_scores
+from jax_scc._src.checks import as_real_array
+from jax_scc._src.functional import arrays, scores_of
 from jax_scc._src.state import SCCState
 
 
@@ -66,12 +67,12 @@ def scc_update(
         shape ``(N,)``.
 
     Example:
-      >>> import jax, jax.numpy as jnp
+      >>> import numpy as np
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
       >>> state = jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)
       >>> state = jax_scc.scc_update(state, x, -x, window_size=4,
-      ...                            mask=jnp.array([True, False]))  # drop sample 1
+      ...                            mask=np.array([True, False]))  # drop sample 1
       >>> int(state.count), float(jax_scc.scc_compute(state))  # (1 + 1 - 1) / 3
       (3, 0.3333333...)
     """
@@ -93,9 +94,11 @@ def update(
     config: Config,
     mask: Optional[ArrayLike] = None,
 ) -> SCCState:
-    """:func:`scc_update` with its configuration already made."""
+    """:func:`scc_update` with its configuration already made: one compiled
+    step per input shape (the checks run at trace time)."""
     state = state_lib.check_state(state)
-    return state_lib.add_scores(state, per_sample_scores(preds, target, config), mask)
+    mask = None if mask is None else as_real_array(mask, "mask")
+    return _update_step(state, *arrays(preds, target), mask, config=config)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -106,7 +109,7 @@ def _update_step(
     mask: Optional[jax.Array],
     config: Config,
 ) -> SCCState:
-    return update(state, preds, target, config, mask)
+    return state_lib.add_scores(state, scores_of(preds, target, config), mask)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -117,7 +120,7 @@ def _forward_step(
     mask: Optional[jax.Array],
     config: Config,
 ) -> Tuple[SCCState, jax.Array]:
-    batch = update(state_lib.scc_init(), preds, target, config, mask)
+    batch = state_lib.add_scores(state_lib.scc_init(), scores_of(preds, target, config), mask)
     return state_lib.scc_merge(state, batch), state_lib.scc_compute(batch)
 
 
@@ -151,9 +154,9 @@ class SpatialCorrelationCoefficient:
       ValueError / TypeError: on invalid configuration (checked here, once).
 
     Example:
-      >>> import jax
+      >>> import numpy as np
       >>> from jax_scc import SpatialCorrelationCoefficient
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
       >>> scc = SpatialCorrelationCoefficient(window_size=4)
       >>> float(scc(x, x))          # this batch's score; also accumulated
       1.0
@@ -207,7 +210,7 @@ class SpatialCorrelationCoefficient:
           target: ground-truth images, same shape as ``preds``.
           mask: optional boolean ``(N,)``; ``False`` drops a sample.
         """
-        self._state = _update_step(self._state, preds, target, mask, config=self._config)
+        self._state = update(self._state, preds, target, self._config, mask)
         self._num_updates += 1
 
     def __call__(
@@ -224,9 +227,8 @@ class SpatialCorrelationCoefficient:
           The mean score of this batch's (unmasked) samples, a float32 scalar
           (NaN if every sample is masked out).
         """
-        self._state, score = _forward_step(
-            self._state, preds, target, mask, config=self._config
-        )
+        mask = None if mask is None else as_real_array(mask, "mask")
+        self._state, score = _forward_step(self._state, *arrays(preds, target), mask, config=self._config)
         self._num_updates += 1
         return score
 

@@ -201,9 +201,9 @@ def scc_merge(a: SCCState, b: SCCState) -> SCCState:
       The :class:`SCCState` of all samples of ``a`` and ``b``.
 
     Example:
-      >>> import jax
+      >>> import numpy as np
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
       >>> s = jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)
       >>> int(jax_scc.scc_merge(s, s).count)
       4
@@ -228,9 +228,9 @@ def scc_compute(state: SCCState) -> jax.Array:
       :func:`scc_init`, or only masked-out samples) gives NaN.**
 
     Example:
-      >>> import jax
+      >>> import numpy as np
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((2, 1, 16, 16), dtype=np.float32)
       >>> float(jax_scc.scc_compute(jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)))
       1.0
       >>> float(jax_scc.scc_compute(jax_scc.scc_init()))
@@ -272,8 +272,9 @@ def scc_sync(state: SCCState, axis_name: Union[str, Sequence[str]]) -> SCCState:
 
     Example:
       >>> import functools, jax
+      >>> import numpy as np
       >>> import jax_scc
-      >>> x = jax.random.uniform(jax.random.key(0), (jax.device_count(), 2, 1, 16, 16))
+      >>> x = np.random.default_rng(0).random((jax.device_count(), 2, 1, 16, 16), dtype=np.float32)
       >>> @functools.partial(jax.pmap, axis_name="batch")
       ... def step(x):
       ...     s = jax_scc.scc_update(jax_scc.scc_init(), x, x, window_size=4)
