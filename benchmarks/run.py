@@ -14,8 +14,11 @@ flat regions (16 grey levels plus noise), default filter, ``window_size=8``
 unless the case says otherwise.
 
 Sections (``--sections``): ``shapes`` (forward throughput), ``sizes`` and
-``windows`` (scaling), ``memory`` (XLA ``memory_analysis()`` temporaries and
-compile time, each in a fresh process).
+``windows`` (scaling), ``grad`` (the loss ``1 - SCC`` and its gradient in both
+inputs: jax_scc's ``value_and_grad`` against torchmetrics' autograd
+``.backward()``, and fwd+bwd over forward), ``memory`` (XLA
+``memory_analysis()`` temporaries and compile time of the forward and of
+``jit(grad)``, each in a fresh process).
 
 A full run writes ``benchmarks/results/<backend>.json`` and ``<backend>.md``
 (the tables) and ``<backend>-size.png`` / ``<backend>-window.png`` (the
@@ -53,7 +56,9 @@ SIZES = [64, 128, 256, 512, 1024, 2048]
 WINDOWS = [3, 4, 8, 16, 32]
 WINDOW_SHAPE = (4, 1, 512, 512)
 MEMORY_SHAPES = [(1, 1, 512, 512), (8, 3, 1024, 1024), (1, 1, 8192, 8192)]
-SECTIONS = ("shapes", "sizes", "windows", "memory")
+GRAD_SHAPES = [(16, 1, 512, 512), (32, 3, 128, 128), (8, 3, 1024, 1024)]
+GRAD_MEMORY_SHAPES = [(16, 1, 512, 512), (8, 3, 1024, 1024)]
+SECTIONS = ("shapes", "sizes", "windows", "grad", "memory")
 
 
 def make_pair(shape, seed=0):
@@ -147,6 +152,77 @@ def time_calls(calls: Dict[str, Callable], rounds: int) -> Dict[str, dict]:
     }
 
 
+def grad_runners(include, baselines) -> Dict[str, Callable]:
+    """The loss ``1 - mean SCC`` (w=8): forward alone, and value and gradient."""
+
+    def jax_loss(package):
+        return lambda p, t: 1.0 - package.spatial_correlation_coefficient(p, t)
+
+    def jax_setup(fn):
+        def setup(p, t):
+            jp, jt = jax.device_put(p), jax.device_put(t)
+            return lambda: jax.block_until_ready(fn(jp, jt))
+
+        return setup
+
+    out = {
+        "jax_scc forward": jax_setup(jax.jit(jax_loss(jax_scc))),
+        "jax_scc fwd+bwd (preds)": jax_setup(jax.jit(jax.value_and_grad(jax_loss(jax_scc)))),
+        "jax_scc fwd+bwd (both)": jax_setup(jax.jit(jax.value_and_grad(jax_loss(jax_scc), argnums=(0, 1)))),
+    }
+    for rev, package in baselines.items():
+        out[f"jax_scc@{rev} fwd+bwd (both)"] = jax_setup(
+            jax.jit(jax.value_and_grad(jax_loss(package), argnums=(0, 1)))
+        )
+    if "torchmetrics" in include:
+        try:
+            import torch
+            from torchmetrics.functional.image import spatial_correlation_coefficient as tm_scc
+        except ImportError:
+            return out
+        cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+
+        def tm_setup(backward):
+            def setup(p, t):
+                tp, tt = torch.from_numpy(p), torch.from_numpy(t)
+                if cuda:
+                    tp, tt = tp.cuda(), tt.cuda()
+
+                def call():
+                    a, b = tp.clone().requires_grad_(backward), tt.clone().requires_grad_(backward)
+                    loss = 1.0 - tm_scc(a, b)
+                    if backward:
+                        loss.backward()
+                    if cuda:
+                        torch.cuda.synchronize()
+                    return loss
+
+                return call
+
+            return setup
+
+        out["torchmetrics forward"] = tm_setup(False)
+        out["torchmetrics fwd+bwd (both)"] = tm_setup(True)
+    return out
+
+
+def time_grad_case(shape, rounds, include, baselines, log) -> Dict[str, dict]:
+    """Loss and gradient timings on one shape; ratios to jax_scc's forward and
+    to torchmetrics' fwd+bwd, all from the same interleaved rounds."""
+    p, t = make_pair(shape)
+    calls = {name: setup(p, t) for name, setup in grad_runners(include, baselines).items()}
+    out = time_calls(calls, rounds)
+    forward = out["jax_scc forward"]["median_s"]
+    tm = out.get("torchmetrics fwd+bwd (both)", {}).get("median_s")
+    mpix = float(np.prod(shape)) / 1e6
+    for r in out.values():
+        r["mpix_per_s"] = mpix / r["median_s"]
+        r["over_jax_forward"] = r["median_s"] / forward
+        r["vs_torchmetrics_fwd_bwd"] = tm / r["median_s"] if tm else None
+    log(f"  {shape}: " + ", ".join(f"{k} {v['median_s'] * 1e3:.0f} ms" for k, v in out.items()))
+    return out
+
+
 def time_case(shape, window_size, rounds, include, baselines, log) -> Dict[str, dict]:
     """Forward throughput of every implementation on one shape."""
     p, t = make_pair(shape)
@@ -167,6 +243,8 @@ sys.path.insert(0, {root!r})
 import jax, jax.numpy as jnp, jax_scc
 x = jax.ShapeDtypeStruct({shape!r}, jnp.float32)
 f = lambda a, b: jax_scc.spatial_correlation_coefficient(a, b, window_size={w}, reduction='none', method={method!r})
+if {grad!r}:
+    f = jax.grad(lambda a, b: 1.0 - jax_scc.spatial_correlation_coefficient(a, b, window_size={w}), argnums=(0, 1))
 start = time.perf_counter(); compiled = jax.jit(f).lower(x, x).compile(); compile_s = time.perf_counter() - start
 ma = compiled.memory_analysis()
 print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
@@ -174,9 +252,10 @@ print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
 """
 
 
-def memory_report(shape, method, window_size=8) -> dict:
-    """Compile time and XLA's temporaries of the jitted forward, in a fresh process."""
-    code = _MEMORY_CODE.format(root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method)
+def memory_report(shape, method, window_size=8, grad=False) -> dict:
+    """Compile time and XLA's temporaries of the jitted forward (or, with
+    ``grad``, of ``jit(grad)`` of the loss in both inputs), in a fresh process."""
+    code = _MEMORY_CODE.format(root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method, grad=grad)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
@@ -219,13 +298,37 @@ def markdown(results) -> str:
     if results.get("windows"):
         lines += ["", f"Scaling with window size ({results['window_shape']}), Mpix/s:", ""]
         lines += throughput_table(results["windows"], "window")
+    if results.get("grad"):
+        names = list(dict.fromkeys(n for row in results["grad"].values() for n in row))
+        lines += [
+            "",
+            "The loss `1 - SCC` (w=8) and its gradient, ms per call (median of interleaved "
+            "rounds); in parentheses: time over jax_scc's forward / torchmetrics fwd+bwd "
+            "over this (how many times faster):",
+            "",
+            "| shape | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for shape, row in results["grad"].items():
+            cells = []
+            for n in names:
+                r = row.get(n)
+                if r is None:
+                    cells.append("–")
+                    continue
+                extra = f"{r['over_jax_forward']:.2f}× fwd"
+                if r.get("vs_torchmetrics_fwd_bwd") and "torchmetrics" not in n:
+                    extra += f", {r['vs_torchmetrics_fwd_bwd']:.1f}× tm"
+                cells.append(f"{r['median_s'] * 1e3:.0f} ({extra})")
+            lines.append(f"| {shape} | " + " | ".join(cells) + " |")
     if results.get("memory"):
         lines += [
             "",
-            "Forward (`reduction='none'`, w=8) under `jax.jit`: compile time and XLA "
-            "temporaries (`memory_analysis()`), each in a fresh process:",
+            "Under `jax.jit`, each in a fresh process: compile time and XLA temporaries "
+            "(`memory_analysis()`) of the forward (`reduction='none'`, w=8) and of "
+            "`jit(grad)` of the loss in both inputs:",
             "",
-            "| shape | method | compile s | temporaries MiB | × one input |",
+            "| shape | program | compile s | temporaries MiB | × one input |",
             "|---|---|---|---|---|",
         ]
         for label, r in results["memory"].items():
@@ -282,10 +385,12 @@ def main(argv=None):
     backend = jax.default_backend()
     shapes, sizes, windows, win_shape = SHAPES, SIZES, WINDOWS, WINDOW_SHAPE
     rounds, mem_shapes = args.rounds, MEMORY_SHAPES
+    grad_shapes, grad_mem_shapes = GRAD_SHAPES, GRAD_MEMORY_SHAPES
     out_dir = args.out or HERE / "results"
     if args.quick:
         shapes, sizes, windows = [(2, 1, 32, 32), (4, 3, 16, 16)], [16, 32], [3, 8]
         win_shape, rounds, mem_shapes = (2, 1, 32, 32), 2, [(2, 1, 32, 32)]
+        grad_shapes, grad_mem_shapes = [(2, 1, 32, 32)], [(2, 1, 32, 32)]
         out_dir = args.out or HERE / "results" / "quick"
     include = {"torchmetrics"} | (set() if args.no_sewar else {"sewar"})
     import _baseline
@@ -323,12 +428,20 @@ def main(argv=None):
         for w in windows:
             log(f"window {w}")
             results["windows"][str(w)] = time_case(win_shape, w, rounds, include, baselines, log)
+    if "grad" in args.sections:
+        results["grad"] = {}
+        for shape in grad_shapes:
+            log(f"loss and gradient, shape {shape}")
+            results["grad"][str(shape)] = time_grad_case(shape, rounds, include - {"sewar"}, baselines, log)
     if "memory" in args.sections:
         results["memory"] = {}
         for shape in mem_shapes:
             for m in METHODS:
                 log(f"memory and compile time, {shape}, method={m}")
                 results["memory"][f"{shape} {m}"] = memory_report(shape, m)
+        for shape in grad_mem_shapes:
+            log(f"memory and compile time of jit(grad), {shape}")
+            results["memory"][f"{shape} jit(grad)"] = memory_report(shape, "auto", grad=True)
     results["peak_rss_this_process_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     out_dir.mkdir(parents=True, exist_ok=True)
