@@ -98,6 +98,14 @@ def test_photographs_with_conv_pairing():
     assert_matches_float64(p, t, window_size=5, method="conv", scores=False)
 
 
+@pytest.mark.parametrize("window_size", [2, 8])
+def test_photographs_with_direct_formulation(window_size):
+    """The direct formulation (every window's values at once, centred on its
+    centre pixel) passes the same bar, 2 x 2 windows of quantized images included."""
+    p, t = _unit_range_pairs(["camera", "text"])
+    assert_matches_float64(p, t, window_size=window_size, method="direct", scores=window_size == 8)
+
+
 @pytest.mark.parametrize(
     "hp_filter",
     [((0.25, 0.5, 0.25), (0.5, -3, 0.5), (0.25, 0.5, 0.25))],

@@ -29,7 +29,7 @@ DEFAULT_HP_FILTER: Tuple[Tuple[float, ...], ...] = (
 )
 
 DATA_FORMATS = ("NCHW", "NHWC")
-METHODS = ("auto", "slices", "conv")
+METHODS = ("auto", "slices", "conv", "direct")
 REDUCTIONS = ("mean", "none", None)
 
 Filter = Tuple[Tuple[float, ...], ...]

@@ -129,6 +129,73 @@ class Tangents(NamedTuple):
     target: Optional[jax.Array]
 
 
+class HighPassed(NamedTuple):
+    """A band after the first stage (:func:`high_pass`).
+
+    Attributes:
+      preds, target: the high-passed rows ``r0 - ceil((w-1)/2) ...
+        r0 + r + floor((w-1)/2) - 1``, 0 outside the image, ``(..., r + w - 1, W)``.
+      d_preds, d_target: their tangents (``None``: zero).
+      missing: which input rows' pixels are missing (``ignore_nans``), or ``None``.
+      inside: the band's ``inside`` (:class:`Band`).
+    """
+
+    preds: jax.Array
+    target: jax.Array
+    d_preds: Optional[jax.Array]
+    d_target: Optional[jax.Array]
+    missing: Optional[jax.Array]
+    inside: jax.Array
+
+
+def high_pass(band: Band, config: Config, tangents: Optional[Tangents] = None) -> HighPassed:
+    """The first stage: the band's high-passed rows (and their tangents)."""
+    p, t = band.preds, band.target
+    inside = band.inside.reshape((1,) * (p.ndim - 2) + band.inside.shape)
+    dp, dt = tangents if tangents is not None else (None, None)
+    missing = None
+    if config.ignore_nans:
+        # Missing data is read as 0 (jnp.where keeps the gradient there exactly
+        # 0 instead of NaN) and its footprint is left out in the second stage.
+        missing = jnp.isnan(p) | jnp.isnan(t)
+        p, t, dp, dt = (None if x is None else jnp.where(missing, jnp.zeros_like(x), x) for x in (p, t, dp, dt))
+    hp_filter = highpass.normalised(config.hp_filter)
+    return HighPassed(
+        _high_passed(p, hp_filter, band.sigma_p, inside),
+        _high_passed(t, hp_filter, band.sigma_t, inside),
+        *(None if x is None else _high_passed(x, hp_filter, None, inside) for x in (dp, dt)),
+        missing,
+        inside,
+    )
+
+
+def window_map(hp: HighPassed, config: Config, pairing: str = "slices") -> Tuple[MapPixels, Optional[jax.Array]]:
+    """The second stage: the SCC map of a high-passed band from its windowed
+    moments, which of its pixels count, and its tangent (``None`` without
+    tangents in ``hp``)."""
+    with_tangents = hp.d_preds is not None or hp.d_target is not None
+    mom = moments.local_moments(
+        hp.preds,
+        hp.target,
+        config.window_size,
+        tangents=(hp.d_preds, hp.d_target) if with_tangents else None,
+        pairing=pairing,
+        rows_padded=True,
+    )
+    mom, d_mom = mom if with_tangents else (mom, None)
+    scc = scc_from_moments(mom)
+    keep = None
+    if hp.missing is not None:
+        keep = ~_missing_footprint(hp.missing, hp.inside, config)
+    if config.ignore_flat:
+        # A flat target window scores 0 whatever the prediction: leaving it out
+        # hides no penalty. (A NaN variance is kept, so that NaN propagates.)
+        structured = ~(jnp.maximum(mom.vt, 0) == 0)
+        keep = structured if keep is None else keep & structured
+    d_scc = None if d_mom is None else scc_tangent(mom, d_mom, scc)
+    return MapPixels(scc, keep), d_scc
+
+
 def band_map(
     band: Band,
     config: Config,
@@ -136,50 +203,22 @@ def band_map(
     tangents: Optional[Tangents] = None,
     pairing: str = "slices",
 ) -> Tuple[MapPixels, Optional[jax.Array]]:
-    """The SCC map of a band, which of its pixels count, and its tangent.
+    """The SCC map of a band, which of its pixels count, and its tangent:
+    :func:`window_map` of :func:`high_pass`.
 
     Args:
       band: the band's input rows with their halo (:class:`Band`).
       config: the configuration (filter, window, ``ignore_nans``, ``ignore_flat``).
       tangents: tangents of the band's input rows, for the map's derivative
         (forward mode; JAX transposes it for reverse mode); ``None`` for none.
-      pairing: how the window moments form their pairs (``"slices"``/``"conv"``).
+      pairing: how the window moments form their pairs (``"slices"``,
+        ``"conv"`` or ``"direct"``; see :func:`~jax_scc._src.moments.local_moments`).
 
     Returns:
       :class:`MapPixels` of shape ``(..., r, W)``, and the tangent of the map
       (``None`` without ``tangents``).
     """
-    p, t = band.preds, band.target
-    inside = band.inside.reshape((1,) * (p.ndim - 2) + band.inside.shape)
-    dp, dt = tangents if tangents is not None else (None, None)
-    missing = None
-    if config.ignore_nans:
-        # Missing data is read as 0 (jnp.where keeps the gradient there exactly
-        # 0 instead of NaN) and its footprint is left out below.
-        missing = jnp.isnan(p) | jnp.isnan(t)
-        p, t, dp, dt = (None if x is None else jnp.where(missing, jnp.zeros_like(x), x) for x in (p, t, dp, dt))
-    hp_filter = highpass.normalised(config.hp_filter)
-    hp = [_high_passed(p, hp_filter, band.sigma_p, inside), _high_passed(t, hp_filter, band.sigma_t, inside)]
-    d_hp = [None if x is None else _high_passed(x, hp_filter, None, inside) for x in (dp, dt)]
-    mom = moments.local_moments(
-        *hp,
-        config.window_size,
-        tangents=None if tangents is None else tuple(d_hp),
-        pairing=pairing,
-        rows_padded=True,
-    )
-    mom, d_mom = (mom, None) if tangents is None else mom
-    scc = scc_from_moments(mom)
-    keep = None
-    if missing is not None:
-        keep = ~_missing_footprint(missing, inside, config)
-    if config.ignore_flat:
-        # A flat target window scores 0 whatever the prediction: leaving it out
-        # hides no penalty. (A NaN variance is kept, so that NaN propagates.)
-        structured = ~(jnp.maximum(mom.vt, 0) == 0)
-        keep = structured if keep is None else keep & structured
-    d_scc = None if tangents is None else scc_tangent(mom, d_mom, scc)
-    return MapPixels(scc, keep), d_scc
+    return window_map(high_pass(band, config, tangents), config, pairing)
 
 
 def scc_tangent(mom: Moments, d_mom: Moments, scc: jax.Array) -> jax.Array:

@@ -27,6 +27,7 @@ from jax import lax
 
 from jax_scc._src import definition, highpass
 from jax_scc._src.config import Config
+from jax_scc._src.execution.fusion import materialise
 from jax_scc._src.layout import from_nchw, to_nchw
 
 # A chunk holds about this many pixels: its intermediates then stay in cache.
@@ -173,8 +174,14 @@ class _Walk(NamedTuple):
         return definition.Band(rows[0], rows[1], inside, sigma_p, sigma_t), rows[2:]
 
     def pixels(self, band: definition.Band, tangents=None):
-        """The map of a band (and its tangent)."""
-        return definition.band_map(band, self.config, tangents=tangents, pairing=self.pairing)
+        """The map of a band (and its tangent). Without tangents the high-passed
+        rows are materialised before the windows read them (:func:`materialise`):
+        XLA would otherwise fuse the high-pass into the window passes and
+        evaluate it once per window tap."""
+        hp = definition.high_pass(band, self.config, tangents)
+        if tangents is None:
+            hp = hp._replace(**dict(zip(("preds", "target"), materialise((hp.preds, hp.target)))))
+        return definition.window_map(hp, self.config, self.pairing)
 
     def run(self, body, init):
         return body(0, init) if self.steps == 1 else lax.fori_loop(0, self.steps, body, init)
