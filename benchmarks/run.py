@@ -51,6 +51,7 @@ import jax  # noqa: E402
 import jax_scc  # noqa: E402
 
 METHODS = ("slices", "conv")
+DIRECT_UP_TO = 8
 SHAPES = [(1, 1, 512, 512), (16, 1, 512, 512), (32, 3, 128, 128), (8, 3, 1024, 1024)]
 SIZES = [64, 128, 256, 512, 1024, 2048]
 WINDOWS = [3, 4, 8, 16, 32]
@@ -124,6 +125,8 @@ def sewar_runner(window_size: int) -> Optional[Callable]:
 
 def runners(window_size: int, include, baselines) -> Dict[str, Callable]:
     out = {f"jax_scc[{m}]": jax_runner(jax_scc, m, window_size) for m in METHODS}
+    if window_size <= DIRECT_UP_TO:  # O(w) per pass: timed where it is a candidate
+        out["jax_scc[direct]"] = jax_runner(jax_scc, "direct", window_size)
     for rev, package in baselines.items():
         out[f"jax_scc@{rev}[slices]"] = jax_runner(package, "slices", window_size)
     if "torchmetrics" in include:

@@ -57,6 +57,21 @@ expected = ref.scc_per_sample(p, t, ignore_nans=True)
 check(s.dtype == jnp.float64 and np.allclose(np.asarray(s), expected, atol=1e-12, rtol=0, equal_nan=True),
       "float64 ignore_nans scores vs reference")
 
+# float32 inputs (computed in float32 with x64 on), compiled as users compile:
+# the seed score, and photographs' maps and means against the float64 definition.
+from images import SEED_FLOAT64, photo, quantize, seed_pair
+
+preds, target = seed_pair()
+check(abs(float(jax_scc.spatial_correlation_coefficient(preds, target)) - SEED_FLOAT64) < 1e-7, "float32 seed score")
+imgs = [photo(name, 96) for name in ("camera", "text")]
+p32 = np.stack([quantize(img) for img in imgs])[:, None].astype(np.float32)
+t32 = np.stack(imgs)[:, None].astype(np.float32)
+for ws in (2, 8):
+    m = jax_scc.scc_map(p32, t32, window_size=ws)
+    expected = ref.scc_map(p32.astype(np.float64), t32.astype(np.float64), window_size=ws)
+    check(m.dtype == jnp.float32 and np.abs(np.asarray(m, np.float64) - expected).max() < 1e-5, f"float32 map w={ws}")
+    check(abs(float(np.asarray(m, np.float64).mean()) - expected.mean()) < 1e-6, f"float32 mean w={ws}")
+
 # Gradients in float64: analytic vs numerical.
 from jax.test_util import check_grads
 

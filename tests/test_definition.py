@@ -98,12 +98,12 @@ def test_photographs_with_conv_pairing():
     assert_matches_float64(p, t, window_size=5, method="conv", scores=False)
 
 
-@pytest.mark.parametrize("window_size", [2, 8])
-def test_photographs_with_direct_formulation(window_size):
+def test_photographs_with_direct_formulation():
     """The direct formulation (every window's values at once, centred on its
-    centre pixel) passes the same bar, 2 x 2 windows of quantized images included."""
+    centre pixel) passes the same bar, with 2 x 2 windows on quantized images
+    too (where the doubling tree does not: see the README's Accuracy)."""
     p, t = _unit_range_pairs(["camera", "text"])
-    assert_matches_float64(p, t, window_size=window_size, method="direct", scores=window_size == 8)
+    assert_matches_float64(p, t, window_size=2, method="direct")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import reference as ref
 from images import structured_pair
 from jax_scc._src import execution
 from jax_scc._src.config import make_config
-from jax_scc._src.execution import chunked
+from jax_scc._src.execution import chunked, whole
 from jax_scc._src.execution.fusion import materialise
 from jax_scc._src.moments import local_moments
 
@@ -20,6 +20,8 @@ from jax_scc._src.moments import local_moments
 def test_strategy_per_backend():
     auto = make_config()
     assert execution.strategy(auto, "cpu") == ("chunked", "slices")
+    assert execution.strategy(make_config(window_size=5), "cpu") == ("chunked", "direct")
+    assert execution.strategy(make_config(window_size=5), "gpu") == ("whole", "slices")
     assert execution.strategy(auto, "gpu") == ("whole", "slices")
     assert execution.strategy(auto, "tpu") == ("whole", "conv")
     assert execution.strategy(make_config(method="conv"), "cpu") == ("chunked", "conv")
@@ -74,6 +76,46 @@ def test_band_walk_keeps_nan_local_to_its_sample(small_chunks):
     p[1, 1, 5, 5] = np.nan
     s = np.asarray(jax_scc.spatial_correlation_coefficient(p, t, reduction="none", window_size=4))
     assert np.isnan(s[1]) and np.all(np.isfinite(s[[0, 2]]))
+
+
+def _whole_and_walk_case():
+    p, t = structured_pair((3, 20, 18, 2), seed=4)
+    p.flat[5] = np.nan
+    config = make_config(None, 5, data_format="NHWC", ignore_nans=True)
+    return p, t, config
+
+
+@pytest.mark.parametrize("pairing", ["slices", "direct"])
+def test_whole_graph_strategy_gives_the_walks_numbers(pairing):
+    """The one-graph strategy (what runs on GPU/TPU), on CPU, with the pairings
+    meant for it: the map and the scores agree with the chunk walk's."""
+    p, t, config = _whole_and_walk_case()
+
+    def run(module, pairing):
+        return jax.jit(lambda p, t: (module.scc_map(p, t, config, pairing), module.scores(p, t, config, pairing)[0]))(p, t)
+
+    (m, s), (m_walk, s_walk) = run(whole, pairing), run(chunked, "slices")
+    np.testing.assert_allclose(m, m_walk, atol=1e-5, rtol=0, equal_nan=True)
+    np.testing.assert_allclose(s, s_walk, atol=1e-6, rtol=0)
+
+
+def test_whole_graph_strategy_derivatives():
+    """The one-graph strategy's derivatives (scores' gradients, the map's
+    tangent) agree with the chunk walk's."""
+    p, t = structured_pair((3, 20, 18, 2), seed=4)
+    config = make_config(None, 3, data_format="NHWC")
+    dp, dt = np.random.default_rng(1).normal(size=(2,) + p.shape).astype(np.float32)
+
+    def run(module):
+        def both(p, t, dp, dt):
+            _, dm = module.scc_map(p, t, config, "slices", tangents=(dp, dt))
+            return dm, module.scores(p, t, config, "slices", gradients=(True, True))[1]
+
+        return jax.tree.leaves(jax.jit(both)(p, t, dp, dt))
+
+    for name, g, w in zip(("map tangent", "gradient in preds", "gradient in target"), run(whole), run(chunked)):
+        scale = float(np.nanmax(np.abs(w)))
+        np.testing.assert_allclose(g, w, atol=1e-5 * scale, rtol=0, equal_nan=True, err_msg=name)
 
 
 @pytest.mark.parametrize("w", [3, 17])

@@ -181,7 +181,7 @@ ERRORS = [
     ({"window_size": "8"}, (X, X), ValueError, ["`window_size`", "positive integer", "'8'", "str"]),
     ({"window_size": True}, (X, X), ValueError, ["`window_size`", "positive integer", "True"]),
     ({"data_format": "nchw"}, (X, X), ValueError, ["`data_format`", "'NCHW' or 'NHWC'", "'nchw'"]),
-    ({"method": "fast"}, (X, X), ValueError, ["`method`", "'auto', 'slices' or 'conv'", "'fast'"]),
+    ({"method": "fast"}, (X, X), ValueError, ["`method`", "'auto', 'slices', 'conv' or 'direct'", "'fast'"]),
     ({"reduction": "sum"}, (X, X), ValueError, ["`reduction`", "'mean', 'none' or None", "'sum'"]),
     ({"ignore_nans": 1}, (X, X), TypeError, ["`ignore_nans`", "Python bool", "int"]),
     ({"ignore_flat": "yes"}, (X, X), TypeError, ["`ignore_flat`", "Python bool", "'yes'"]),

@@ -43,7 +43,7 @@ class Config:
       hp_filter: the high-pass filter as a tuple of rows of Python floats.
       window_size: side of the uniform local window (>= 1).
       data_format: ``"NCHW"`` or ``"NHWC"`` (for 4-D inputs).
-      method: ``"auto"``, ``"slices"`` or ``"conv"``, as the user gave it;
+      method: ``"auto"``, ``"slices"``, ``"conv"`` or ``"direct"``, as the user gave it;
         :mod:`jax_scc._src.execution` resolves it.
       ignore_nans: NaN input pixels are missing data.
       ignore_flat: map pixels whose target window is flat are left out.

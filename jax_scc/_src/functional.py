@@ -109,8 +109,8 @@ def scc_map(
         stay finite. Inf is not treated as missing.
       ignore_flat: if True, the map is NaN where the *target*'s window is flat
         (zero high-pass variance): those pixels are left out of the mean.
-      method: how the windows pair their blocks (static): ``"slices"``,
-        ``"conv"`` or ``"auto"`` (see the README's Speed section). The same
+      method: how the windows are formed (static): ``"slices"``, ``"conv"``,
+        ``"direct"`` or ``"auto"`` (see the README's Speed section). The same
         numbers to float32 rounding.
 
     Returns:
@@ -181,8 +181,8 @@ def spatial_correlation_coefficient(
         (non-zero high-pass variance) count: identical images score 1, and a
         sample whose target is flat everywhere scores NaN. The default (False)
         is torchmetrics' definition: flat windows score 0 and count.
-      method: how the windows pair their blocks (static): ``"slices"``,
-        ``"conv"`` or ``"auto"`` (see the README's Speed section). The same
+      method: how the windows are formed (static): ``"slices"``, ``"conv"``,
+        ``"direct"`` or ``"auto"`` (see the README's Speed section). The same
         numbers to float32 rounding.
 
     Returns:

@@ -52,7 +52,7 @@ def scc_update(
         :func:`~jax_scc.spatial_correlation_coefficient`.
       ignore_flat: count only windows where the target has structure
         (static), as in :func:`~jax_scc.spatial_correlation_coefficient`.
-      method: ``"auto"``, ``"slices"`` or ``"conv"`` (static), as in
+      method: ``"auto"``, ``"slices"``, ``"conv"`` or ``"direct"`` (static), as in
         :func:`~jax_scc.spatial_correlation_coefficient`.
 
     Returns:
@@ -147,7 +147,7 @@ class SpatialCorrelationCoefficient:
         :func:`~jax_scc.spatial_correlation_coefficient`.
       ignore_flat: count only windows where the target has structure, as in
         :func:`~jax_scc.spatial_correlation_coefficient`.
-      method: ``"auto"``, ``"slices"`` or ``"conv"``, as in
+      method: ``"auto"``, ``"slices"``, ``"conv"`` or ``"direct"``, as in
         :func:`~jax_scc.spatial_correlation_coefficient`.
 
     Raises:

@@ -7,12 +7,15 @@ arithmetic; only the order of a few float32 additions may differ):
   cache-sized chunks (whole samples, planes, or bands of rows);
 * :mod:`~jax_scc._src.execution.whole` (GPU, TPU): one graph for the batch.
 
-``method`` chooses how the window moments pair their blocks: ``"slices"``
-(shifted slices) or ``"conv"`` (dilated 2-tap depthwise ``lax.conv``).
-``"auto"`` picks by backend, as measured in ``benchmarks/``: slices on CPU
-(chunked) and on GPU (whole graph; 1.2-4.9x faster than conv on an H200),
+``method`` chooses how the window moments are formed: ``"slices"`` (blocks
+paired by shifted slices, O(log w) doubling steps), ``"conv"`` (the same pairs
+by dilated 2-tap depthwise ``lax.conv``) or ``"direct"`` (every window's ``w``
+values per pass at once: O(w) arithmetic, one read per pass, meant for
+accelerators; 5-10x slower than slices on CPU). ``"auto"`` picks by backend,
+as measured in ``benchmarks/``: slices on CPU (chunked) and on GPU (whole
+graph; 1.2-4.9x faster than conv on an H200; direct not yet measured there),
 conv on other backends (TPU: not measured; its convolutions run on the matrix
-units). ``"slices"`` and ``"conv"`` run chunked on CPU, as one graph elsewhere.
+units). Every method runs chunked on CPU, as one graph elsewhere.
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ from jax_scc._src.config import Config
 from jax_scc._src.execution import chunked, whole
 
 
+# On CPU, windows up to this size are formed directly: as fast as the doubling
+# tree or faster (benchmarks/results/cpu.md, window table), and exact to float32
+# rounding on 2 x 2 windows of quantized images, where the tree is not.
+_DIRECT_UP_TO = 5
+
+
 class Strategy(NamedTuple):
     """A resolved way to run the definition."""
 
     name: str  # "chunked" or "whole"
-    pairing: str  # "slices" or "conv"
+    pairing: str  # "slices", "conv" or "direct"
 
     @property
     def module(self):
@@ -44,7 +53,10 @@ def strategy(config: Config, backend: Optional[str] = None) -> Strategy:
     backend = backend or jax.default_backend()
     pairing = config.method
     if pairing == "auto":
-        pairing = "slices" if backend in ("cpu", "gpu") else "conv"
+        if backend == "cpu":
+            pairing = "direct" if config.window_size <= _DIRECT_UP_TO else "slices"
+        else:
+            pairing = "slices" if backend == "gpu" else "conv"
     return Strategy("chunked" if backend == "cpu" else "whole", pairing)
 
 
