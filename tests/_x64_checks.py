@@ -66,7 +66,7 @@ check(abs(float(jax_scc.spatial_correlation_coefficient(preds, target)) - SEED_F
 imgs = [photo(name, 96) for name in ("camera", "text")]
 p32 = np.stack([quantize(img) for img in imgs])[:, None].astype(np.float32)
 t32 = np.stack(imgs)[:, None].astype(np.float32)
-for ws in (2, 8):
+for ws in (2, 5):  # windows formed directly; the seed above covers the tree (w=8)
     m = jax_scc.scc_map(p32, t32, window_size=ws)
     expected = ref.scc_map(p32.astype(np.float64), t32.astype(np.float64), window_size=ws)
     check(m.dtype == jnp.float32 and np.abs(np.asarray(m, np.float64) - expected).max() < 1e-5, f"float32 map w={ws}")

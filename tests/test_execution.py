@@ -2,6 +2,8 @@
 (whole samples, planes, bands of rows) against the one-graph strategy, the
 pairing methods, the fusion barrier, and the memory the walk needs."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,6 +87,12 @@ def _whole_and_walk_case():
     return p, t, config
 
 
+@functools.cache
+def _walk_result():
+    p, t, config = _whole_and_walk_case()
+    return jax.jit(lambda p, t: (chunked.scc_map(p, t, config, "slices"), chunked.scores(p, t, config, "slices")[0]))(p, t)
+
+
 @pytest.mark.parametrize("pairing", ["slices", "direct"])
 def test_whole_graph_strategy_gives_the_walks_numbers(pairing):
     """The one-graph strategy (what runs on GPU/TPU), on CPU, with the pairings
@@ -94,7 +102,7 @@ def test_whole_graph_strategy_gives_the_walks_numbers(pairing):
     def run(module, pairing):
         return jax.jit(lambda p, t: (module.scc_map(p, t, config, pairing), module.scores(p, t, config, pairing)[0]))(p, t)
 
-    (m, s), (m_walk, s_walk) = run(whole, pairing), run(chunked, "slices")
+    (m, s), (m_walk, s_walk) = run(whole, pairing), _walk_result()
     np.testing.assert_allclose(m, m_walk, atol=1e-5, rtol=0, equal_nan=True)
     np.testing.assert_allclose(s, s_walk, atol=1e-6, rtol=0)
 
@@ -127,7 +135,7 @@ def test_pairing_methods_agree_to_rounding_on_moments(w):
     b = jnp.asarray(rng.normal(size=(2, 40, 37)).astype(np.float32))
     moments = jax.jit(local_moments, static_argnames=("w", "pairing"))
     expected = moments(a, b, w, pairing="slices")
-    for pairing, tol in (("conv", 1e-6), ("direct", 4e-6)):
+    for pairing, tol in (("conv", 1e-6), ("direct", 4e-6))[: 2 if w < 8 else 1]:  # direct: O(w), small w
         for x, y in zip(expected, moments(a, b, w, pairing=pairing)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=tol, err_msg=pairing)
 

@@ -1,6 +1,8 @@
 """Parity with torchmetrics 1.9: recorded golden values, and live comparisons when
 torch and torchmetrics are installed (the `test` extra installs them)."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -50,12 +52,17 @@ def test_golden_seed_score_as_torchmetrics_prints_it():
 
 
 # --- Live comparisons ------------------------------------------------------------------
-torch = pytest.importorskip("torch", reason="torch not installed: live torchmetrics parity skipped")
-tm_scc_module = pytest.importorskip("torchmetrics.functional.image.scc")
+@functools.cache
+def _torch_and_tm():
+    """torch and torchmetrics' SCC module, imported on first use (they take ~9 s
+    to import: a test process that runs none of these tests never pays it)."""
+    torch = pytest.importorskip("torch", reason="torch not installed: live torchmetrics parity skipped")
+    return torch, pytest.importorskip("torchmetrics.functional.image.scc")
 
 
 def _tm_float64_map(p, t, hp, ws):
     """torchmetrics' per-channel code on float64 tensors: map of shape (N, C, H, W)."""
+    torch, tm_scc_module = _torch_and_tm()
     p = torch.from_numpy(np.array(p, np.float64))
     t = torch.from_numpy(np.array(t, np.float64))
     if p.ndim == 3:
@@ -68,6 +75,7 @@ def _tm_float64_map(p, t, hp, ws):
 
 
 def _tm_float32(p, t, hp, ws):
+    torch, tm_scc_module = _torch_and_tm()
     return tm_scc_module.spatial_correlation_coefficient(
         torch.from_numpy(np.array(p)), torch.from_numpy(np.array(t)),
         hp_filter=torch.tensor(hp), window_size=ws, reduction="none",
@@ -109,6 +117,7 @@ def test_live_quantized_photo_torchmetrics_float32_is_off_ours_is_not():
     """On a quantized photograph torchmetrics' float32 map is off by O(0.1) per
     pixel and its score by ~1e-3 (the amount depends on torch's convolution
     kernels); ours stays at the float64 evaluation."""
+    torch, tm_scc_module = _torch_and_tm()
     p, t, _ = _case("camera128_16levels_vs_original")
     hp = jax_scc.DEFAULT_HP_FILTER
     tm64 = _tm_float64_map(p, t, hp, 8)
