@@ -20,6 +20,8 @@ from typing import IO, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from jax_scc._src.checks import is_real_dtype
+
 #: Suffixes (lower case) of the files the command reads.
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 
@@ -104,11 +106,7 @@ def read_image(path: str, array_layout: str = "HWC") -> np.ndarray:
         img = img[:, :, None]
     if img.shape[0] == 0 or img.shape[1] == 0 or img.shape[2] == 0:
         raise ImageError(f"empty image of shape {img.shape}")
-    if not (
-        np.issubdtype(img.dtype, np.integer)
-        or np.issubdtype(img.dtype, np.floating)
-        or img.dtype == np.bool_
-    ):
+    if not is_real_dtype(img.dtype):
         raise ImageError(f"cannot score values of dtype {img.dtype} (real numbers needed)")
     return img
 

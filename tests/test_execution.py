@@ -87,22 +87,19 @@ def _whole_and_walk_case():
     return p, t, config
 
 
-@functools.cache
-def _walk_result():
+def _map_and_scores(module, pairing):
     p, t, config = _whole_and_walk_case()
-    return jax.jit(lambda p, t: (chunked.scc_map(p, t, config, "slices"), chunked.scores(p, t, config, "slices")[0]))(p, t)
+    return jax.jit(lambda p, t: (module.scc_map(p, t, config, pairing), module.scores(p, t, config, pairing)[0]))(p, t)
+
+
+_walk_result = functools.cache(lambda: _map_and_scores(chunked, "slices"))  # once for both pairings
 
 
 @pytest.mark.parametrize("pairing", ["slices", "direct"])
 def test_whole_graph_strategy_gives_the_walks_numbers(pairing):
     """The one-graph strategy (what runs on GPU/TPU), on CPU, with the pairings
     meant for it: the map and the scores agree with the chunk walk's."""
-    p, t, config = _whole_and_walk_case()
-
-    def run(module, pairing):
-        return jax.jit(lambda p, t: (module.scc_map(p, t, config, pairing), module.scores(p, t, config, pairing)[0]))(p, t)
-
-    (m, s), (m_walk, s_walk) = run(whole, pairing), _walk_result()
+    (m, s), (m_walk, s_walk) = _map_and_scores(whole, pairing), _walk_result()
     np.testing.assert_allclose(m, m_walk, atol=1e-5, rtol=0, equal_nan=True)
     np.testing.assert_allclose(s, s_walk, atol=1e-6, rtol=0)
 

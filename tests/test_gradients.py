@@ -3,8 +3,6 @@ forward mode, finiteness on degenerate inputs, missing data, and its memory.
 (Finite differences and second derivatives in float64: tests/_x64_checks.py;
 training with it: examples/training_loss.py in tests/test_examples.py.)"""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jax_scc
 import reference
 from images import structured_pair
 from jax_scc import SCCState, SpatialCorrelationCoefficient, scc_compute, scc_init, scc_update

@@ -31,6 +31,13 @@ def compute_dtype(dtype: Any) -> jnp.dtype:
     return jnp.dtype(jnp.float32)
 
 
+def is_real_dtype(dtype: Any) -> bool:
+    """Whether values of ``dtype`` can be scored: floats, integers, booleans."""
+    return bool(
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_
+    )
+
+
 def as_real_array(x: Any, name: str) -> jax.Array:
     """``x`` as a JAX array of real numbers (or booleans), or a ``TypeError``."""
     if isinstance(x, (str, bytes)) or x is None:
@@ -47,11 +54,7 @@ def as_real_array(x: Any, name: str) -> jax.Array:
         ) from e
     if jnp.issubdtype(arr.dtype, jnp.complexfloating):
         raise TypeError(f"`{name}` must be real, got complex dtype {arr.dtype}.")
-    if not (
-        jnp.issubdtype(arr.dtype, jnp.floating)
-        or jnp.issubdtype(arr.dtype, jnp.integer)
-        or arr.dtype == jnp.bool_
-    ):
+    if not is_real_dtype(arr.dtype):
         raise TypeError(f"`{name}` must be real numbers, got dtype {arr.dtype}.")
     return arr
 

@@ -14,14 +14,14 @@ NaN input pixel, ``ignore_flat`` those whose target window is flat.
 
 Everything here works on a *band*: rows ``[r0, r0 + r)`` of ``(..., H, W)``
 planes, given with the halo rows the two stages need (:class:`Band`). A whole
-plane is the band ``[0, H)`` (:func:`scc_map_planes`); the CPU execution
+plane is the band ``[0, H)`` (:func:`whole_planes`); the CPU execution
 strategy walks large planes band by band. Nothing here asks which backend it
 runs on.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -268,14 +268,6 @@ def whole_planes(p: jax.Array, t: jax.Array, config: Config) -> Band:
     h = p.shape[-2]
     inside = inside_rows(0, h, h, config.window_size)
     return Band(extend_rows(p, config), extend_rows(t, config), inside, sigma_p, sigma_t)
-
-
-def scc_map_planes(p: jax.Array, t: jax.Array, config: Config, **kwargs: Any) -> MapPixels:
-    """The SCC map of whole ``(..., H, W)`` planes: the definition in one call.
-
-    ``kwargs`` go to :func:`band_map`.
-    """
-    return band_map(whole_planes(p, t, config), config, **kwargs)[0]
 
 
 class RowStats(NamedTuple):

@@ -279,7 +279,6 @@ def _direct_rows(p: jax.Array, t: jax.Array, w: int):
     """
     axis = p.ndim - 1
     n = p.shape[axis]
-    before = window_padding(w)[0]
     widths = [(0, 0)] * p.ndim
     widths[axis] = window_padding(w)
     pp, tp = jnp.pad(p, widths), jnp.pad(t, widths)
@@ -293,7 +292,6 @@ def _direct_rows(p: jax.Array, t: jax.Array, w: int):
     mpp = sum(x * x for x in ep)
     mtt = sum(x * x for x in et)
     mpt = sum(a * b for a, b in zip(ep, et))
-    del before
     return p, dp, t, dt, mpp, mtt, mpt
 
 

@@ -10,11 +10,11 @@ arithmetic; only the order of a few float32 additions may differ):
 ``method`` chooses how the window moments are formed: ``"slices"`` (blocks
 paired by shifted slices, O(log w) doubling steps), ``"conv"`` (the same pairs
 by dilated 2-tap depthwise ``lax.conv``) or ``"direct"`` (every window's ``w``
-values per pass at once: O(w) arithmetic, one read per pass, meant for
-accelerators; 5-10x slower than slices on CPU). ``"auto"`` picks by backend,
-as measured in ``benchmarks/``: slices on CPU (chunked) and on GPU (whole
-graph; 1.2-4.9x faster than conv on an H200; direct not yet measured there),
-conv on other backends (TPU: not measured; its convolutions run on the matrix
+values per pass at once: O(w) arithmetic, one read per pass; on CPU as fast
+as slices up to 5 x 5 windows, 7x slower at 8 x 8). ``"auto"`` picks by
+backend, as measured in ``benchmarks/``: on CPU (chunked) direct up to
+``_DIRECT_UP_TO`` and slices above; slices on GPU (whole graph; 1.2-4.9x
+faster than conv on an H200; direct not yet measured there); conv on other backends (TPU: not measured; its convolutions run on the matrix
 units). Every method runs chunked on CPU, as one graph elsewhere.
 """
 

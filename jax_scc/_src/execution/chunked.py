@@ -1,8 +1,9 @@
-"""CPU strategy: walk the batch in cache-sized chunks.
+"""CPU strategy: walk the batch in cache-sized chunks, with a fusion barrier.
 
 XLA's CPU code generator is fastest when the intermediates of the definition
 (high-passed rows, the five window statistics of every doubling step) stay in
-cache. So the batch is walked in chunks of about ``_CHUNK_PIXELS`` pixels with
+cache, and each chunk's high-passed rows are materialised before the windows
+read them (:meth:`_Walk.pixels`). So the batch is walked in chunks of about ``_CHUNK_PIXELS`` pixels with
 a ``fori_loop`` (a loop XLA keeps). A chunk is, by the size of a sample:
 
 * several whole samples (small images);
@@ -18,8 +19,7 @@ few values already written, and writes the same numbers again.
 
 from __future__ import annotations
 
-import math
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -74,23 +74,6 @@ def plan(shape: Tuple[int, int, int, int], config: Config) -> Plan:
 def _clamped(i: Any, size: int, total: int) -> Any:
     """Start of chunk ``i`` of ``size`` in ``total``, the last one moved back."""
     return jnp.minimum(i * size, total - size)
-
-
-class _Chunk(NamedTuple):
-    """Where a chunk lies: first sample, first channel, first row (NCHW indices)."""
-
-    n0: Any
-    c0: Any
-    r0: Any
-
-
-def _locate(i: Any, p: Plan, shape: Tuple[int, int, int, int]) -> Tuple[_Chunk, Tuple[int, int]]:
-    """Chunk ``i``'s position and its ``(samples, channels)`` extent."""
-    n, c, h, _ = shape
-    if p.samples:
-        return _Chunk(_clamped(i, p.samples, n), 0, 0), (p.samples, c)
-    plane, band = i // p.bands, i % p.bands
-    return _Chunk(plane // c, plane % c, _clamped(band, p.rows, h)), (1, 1)
 
 
 class _Chunk(NamedTuple):
@@ -300,7 +283,8 @@ def scores(
 
         idx = (chunk.n0, chunk.c0, chunk.r0)
         if not wanted:
-            _, rows = counted()
+            pixels, _ = walk.pixels(walk.band(chunk, lo, slabs)[0])
+            rows = definition.row_stats(pixels)
             return jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows), grads
         total, vjp, rows = jax.vjp(counted, *[slabs[k] for k in wanted], has_aux=True)
         rows_acc = jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows)
