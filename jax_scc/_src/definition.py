@@ -329,3 +329,175 @@ def map_with_gaps(pixels: MapPixels) -> jax.Array:
     """The map, NaN at the pixels that do not count."""
     m, keep = pixels
     return m if keep is None else jnp.where(keep, m, jnp.full_like(m, jnp.nan))
+
+
+# --- whole planes in few passes (the accelerators' formulation) -------------------
+#
+# The same definition on whole ``(..., H, W)`` planes, written so that a fusing
+# compiler (XLA on GPU) makes two passes of it: the exact high-pass with a grid
+# per output pixel (:func:`~jax_scc._src.highpass.high_pass_local_grid`), and
+# every window from its ``w * w`` values (:func:`~jax_scc._src.moments.window_2d`)
+# with the ratio and the reduction. Its derivative is written from the
+# definition, centred like the forward (:func:`counted_sum_gradient`).
+
+
+class Planes(NamedTuple):
+    """Whole planes after both stages, ``(..., H, W)`` each.
+
+    Attributes:
+      hp_p, hp_t: the high-passed images (missing pixels read as 0).
+      window: their windowed statistics, centred on each window's centre pixel.
+      scc: the SCC map (0 where its denominator is 0).
+      missing: which input pixels are missing (``ignore_nans``), or ``None``.
+    """
+
+    hp_p: jax.Array
+    hp_t: jax.Array
+    window: moments.CentredWindow
+    scc: jax.Array
+    missing: Optional[jax.Array]
+
+
+def _plane_footprint(missing: jax.Array, config: Config) -> jax.Array:
+    """Map pixels of whole planes whose footprint holds a missing input pixel."""
+    kh, kw = len(config.hp_filter), len(config.hp_filter[0])
+    w = config.window_size
+    axes = (missing.ndim - 2, missing.ndim - 1)
+    missing = reflect_pad(reflect_pad(missing, *hp_padding(kh), axes[0]), *hp_padding(kw), axes[1])
+    missing = _dilate(missing, kh, kw)
+    missing = jnp.pad(missing, [(0, 0)] * (missing.ndim - 2) + [window_padding(w)] * 2)
+    return _dilate(missing, w, w)
+
+
+def planes_map(p: jax.Array, t: jax.Array, config: Config) -> Tuple[MapPixels, Planes]:
+    """The SCC map of whole ``(..., H, W)`` planes, which pixels count, and the
+    intermediate results its derivative needs (:class:`Planes`).
+
+    The numbers of :func:`band_map` on the band ``[0, H)``, to float32
+    rounding (the window statistics are formed from each window's ``w * w``
+    values: :func:`~jax_scc._src.moments.window_2d`)."""
+    missing = None
+    if config.ignore_nans:
+        missing = jnp.isnan(p) | jnp.isnan(t)
+        p, t = (jnp.where(missing, jnp.zeros_like(x), x) for x in (p, t))
+    hp_p = highpass.high_pass_local_grid(p, config.hp_filter)
+    hp_t = highpass.high_pass_local_grid(t, config.hp_filter)
+    window = moments.window_2d(hp_p, hp_t, config.window_size)
+    mom = window.moments(hp_p, hp_t)
+    scc = scc_from_moments(mom)
+    keep = None if missing is None else ~_plane_footprint(missing, config)
+    if config.ignore_flat:
+        structured = ~(jnp.maximum(mom.vt, 0) == 0)
+        keep = structured if keep is None else keep & structured
+    return MapPixels(scc, keep), Planes(hp_p, hp_t, window, scc, missing)
+
+
+def _coefficients(planes: Planes, keep: Optional[jax.Array], n: int):
+    """``(a, b_p, b_t)`` of each map pixel ``c``: with ``n = w * w`` values per window,
+
+        d scc_c / d hp_p(q) = a_c (t_q - mt_c) - b_p,c (p_q - mp_c),
+        d scc_c / d hp_t(q) = a_c (p_q - mp_c) - b_t,c (t_q - mt_c)
+
+    for ``q`` in the window of ``c``: ``a = 1 / (n sd_p sd_t)``, ``b_p = scc / (n var_p)``.
+    Zero where the map pixel does not count or its denominator is 0 (where
+    ``scc`` is 0 by definition)."""
+    vp, vt = jnp.maximum(planes.window.vp, 0), jnp.maximum(planes.window.vt, 0)
+    ok = (vp > 0) & (vt > 0)
+    if keep is not None:
+        ok = ok & keep
+    one, zero = jnp.ones_like(vp), jnp.zeros_like(vp)
+    vp, vt = jnp.where(ok, vp, one), jnp.where(ok, vt, one)
+    inv_n = jnp.asarray(1.0 / n, vp.dtype)
+    a = jnp.where(ok, inv_n / (jnp.sqrt(vp) * jnp.sqrt(vt)), zero)
+    b_p = jnp.where(ok, planes.scc * inv_n / vp, zero)
+    b_t = jnp.where(ok, planes.scc * inv_n / vt, zero)
+    return a, b_p, b_t
+
+
+def _high_pass_linear(x: jax.Array, hp_filter: highpass.Filter) -> jax.Array:
+    """The high-pass as the linear map it is (its derivative): ``2 * conv2d``,
+    filter normalised as in the forward."""
+    hp_filter = highpass.normalised(hp_filter)
+    return highpass._filter_taps(highpass.pad_for_high_pass(x, hp_filter), hp_filter, 1.0) * jnp.asarray(2.0, x.dtype)
+
+
+def counted_sum_gradient(
+    planes: Planes, keep: Optional[jax.Array], config: Config, wanted: Tuple[bool, bool]
+) -> Tuple[Optional[jax.Array], Optional[jax.Array]]:
+    """The gradient of the sum of the counted map pixels in ``preds`` and/or
+    ``target`` (``wanted``), input-shaped ``(..., H, W)`` (``None`` where not wanted).
+
+    Written from the definition and centred like the forward: the gradient in
+    the high-passed ``p`` at pixel ``q`` sums, over the windows ``c`` that
+    contain it, ``a_c (t_q - mt_c) - b_p,c (p_q - mp_c)`` (:func:`_coefficients`),
+    with every deviation from a window's mean taken as a deviation from its
+    centre pixel minus the mean's offset from it,
+    ``t_q - mt_c = (t_q - t_c) - dt_c``: exact where the values are close,
+    where the uncentred ``t_q sum a - sum a mt`` loses every digit. The
+    high-pass is linear: its transpose carries the gradient to the input
+    (missing pixels get 0). One more ``w * w`` pass, like the forward.
+    """
+    w = config.window_size
+    a, b_p, b_t = _coefficients(planes, keep, w * w)
+    p, t, dp, dt = planes.hp_p, planes.hp_t, planes.window.dp, planes.window.dt
+    # The windows that contain q have their centres at q - after ... q + before.
+    before, after = window_padding(w)
+    widths = [(0, 0)] * (p.ndim - 2) + [(after, before)] * 2
+    h, wd = p.shape[-2:]
+
+    def taps(x: jax.Array):
+        xp = jnp.pad(x, widths)
+        return [xp[..., i : i + h, j : j + wd] for i in range(w) for j in range(w)]
+
+    def box_sum(x: jax.Array) -> jax.Array:  # over the centres of the windows that contain q
+        dims = (1,) * (x.ndim - 2) + (w, w)
+        return lax.reduce_window(jnp.pad(x, widths), 0.0, lax.add, dims, (1,) * x.ndim, "VALID")
+
+    def gradient(own, other, b, d_own, d_other):
+        # sum_c a_c (other_q - other_c) - b_c (own_q - own_c), plus the means'
+        # offsets: sum_c b_c d_own,c - a_c d_other,c (a plain window sum).
+        terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(taps(a), taps(b), taps(other), taps(own))]
+        g_hp = sum(terms[1:], terms[0]) + box_sum(b * d_own - a * d_other)
+        (g,) = jax.linear_transpose(lambda x: _high_pass_linear(x, config.hp_filter), own)(g_hp)
+        if planes.missing is not None:
+            g = jnp.where(planes.missing, jnp.zeros_like(g), g)
+        return g
+
+    g_p = gradient(p, t, b_p, dp, dt) if wanted[0] else None
+    g_t = gradient(t, p, b_t, dt, dp) if wanted[1] else None
+    return g_p, g_t
+
+
+def planes_map_tangent(
+    planes: Planes, tangents: Tuple[Optional[jax.Array], Optional[jax.Array]], config: Config
+) -> jax.Array:
+    """The tangent of the SCC map of whole planes (:func:`planes_map`) for input
+    tangents ``(d_preds, d_target)`` (``None``: zero): with :func:`_coefficients`
+    (every pixel counted),
+    ``d scc_c = sum_q a_c [(t_q - mt_c) dP_q + (p_q - mp_c) dT_q] - b_p,c (p_q - mp_c) dP_q - b_t,c (t_q - mt_c) dT_q``
+    over the window of ``c``, deviations centred as in :func:`counted_sum_gradient`.
+    Linear in the tangents (JAX transposes it for reverse mode)."""
+    w = config.window_size
+    a, b_p, b_t = _coefficients(planes, None, w * w)
+    d_hp = [
+        None if x is None else _high_pass_linear(jnp.where(planes.missing, jnp.zeros_like(x), x) if planes.missing is not None else x, config.hp_filter)
+        for x in tangents
+    ]
+    before, after = window_padding(w)
+    widths = [(0, 0)] * (a.ndim - 2) + [(before, after)] * 2
+    h, wd = a.shape[-2:]
+
+    def taps(x: jax.Array):
+        xp = jnp.pad(x, widths)
+        return [xp[..., i : i + h, j : j + wd] for i in range(w) for j in range(w)]
+
+    dev_p = [(x - planes.hp_p) - planes.window.dp for x in taps(planes.hp_p)]
+    dev_t = [(x - planes.hp_t) - planes.window.dt for x in taps(planes.hp_t)]
+    total = jnp.zeros_like(a)
+    if d_hp[0] is not None:
+        dps = taps(d_hp[0])
+        total = total + a * sum(e * d for e, d in zip(dev_t, dps)) - b_p * sum(e * d for e, d in zip(dev_p, dps))
+    if d_hp[1] is not None:
+        dts = taps(d_hp[1])
+        total = total + a * sum(e * d for e, d in zip(dev_p, dts)) - b_t * sum(e * d for e, d in zip(dev_t, dts))
+    return total

@@ -380,3 +380,97 @@ def local_moments(
     if tangents is None:
         return out
     return out, Moments(d_win.mp, d_win.mt, _scale(d_win.mpp, inv), _scale(d_win.mtt, inv), _scale(d_win.mpt, inv))
+
+
+class CentredWindow(NamedTuple):
+    """Windowed statistics kept relative to each window's centre pixel, ``(..., H, W)`` each.
+
+    The window means are ``centre + offset`` (``p + dp``, ``t + dt``, never
+    rounded into one number), and ``vp``/``vt``/``cov`` the variances and
+    covariance as in :class:`Moments`. The derivative of SCC
+    (:func:`jax_scc._src.definition.counted_sum_gradient`) is formed from
+    deviations from the centre pixels too.
+    """
+
+    dp: jax.Array
+    dt: jax.Array
+    vp: jax.Array
+    vt: jax.Array
+    cov: jax.Array
+
+    def moments(self, p: jax.Array, t: jax.Array) -> Moments:
+        return Moments(p + self.dp, t + self.dt, self.vp, self.vt, self.cov)
+
+
+def _one_pass(devs_p, devs_t, n: int):
+    """``(offset_p, offset_t, M_pp, M_tt, M_pt)`` of ``n`` values given as
+    deviations from one of them (absent entries are that one's own, 0): the
+    centred sums ``sum (e - mean(e))**2 = sum e**2 - sum(e) * mean(e)``. One
+    reference value inside the set bounds the cancellation: ``sum e**2`` is at
+    most ``n + 1`` times the result."""
+    sp, st = sum(devs_p[1:], devs_p[0]), sum(devs_t[1:], devs_t[0])
+    inv = jnp.asarray(1.0 / n, sp.dtype)
+    dp, dt = sp * inv, st * inv
+    spp = sum(e * e for e in devs_p)
+    stt = sum(e * e for e in devs_t)
+    spt = sum(a * b for a, b in zip(devs_p, devs_t))
+    return dp, dt, spp - sp * dp, stt - st * dt, spt - sp * dt
+
+
+def window_2d(p: jax.Array, t: jax.Array, w: int) -> CentredWindow:
+    """Windowed moments over zero-padded ``w x w`` windows, every window from its
+    ``w * w`` values at once (one fusible pass: no intermediate arrays).
+
+    Two levels, each centred on a value of its own set, so that no sum of
+    squares exceeds ``w + 1`` times what it is reduced to (a single level over
+    ``w * w`` deviations from the window's centre would allow ``w * w + 1``,
+    and loses up to 6e-5 of the SCC map on quantized photographs at w = 8):
+
+    1. each row segment of the window (``w`` values): deviations from the
+       segment's own value in the centre column, one-pass centred sums;
+    2. the ``w`` segments: their means as deviations from the window's centre
+       pixel, one-pass again, plus the segments' own sums (Chan et al.'s
+       merge of ``w`` equal-sized sets).
+
+    The work is O(w * w) per pixel (meant for w <= 8, as on accelerators; the
+    doubling tree of :func:`local_moments` is O(log w)). Against the float64
+    definition: within 6e-6 per map pixel at w = 8 on quantized photographs.
+
+    Args:
+      p, t: high-passed images, shape ``(..., H, W)``, float32 or float64,
+        ``1 <= w <= min(H, W)``.
+      w: the window size.
+
+    Returns:
+      :class:`CentredWindow`, each ``(..., H, W)``, with the window's zero
+      padding (ceil((w-1)/2) before, floor((w-1)/2) after) counted as pixels.
+    """
+    if w == 1:
+        zeros = (p - p) + (t - t)
+        return CentredWindow(zeros, zeros, zeros, zeros, zeros)
+    before, after = window_padding(w)
+    widths = [(0, 0)] * (p.ndim - 2) + [(before, after)] * 2
+    pp, tp = jnp.pad(p, widths), jnp.pad(t, widths)
+    h, wd = p.shape[-2:]
+
+    def cut(x: jax.Array, a: int, b: int) -> jax.Array:
+        return x[..., a : a + h, b : b + wd]
+
+    segments = []
+    for a in range(w):
+        cp, ct = cut(pp, a, before), cut(tp, a, before)
+        devs_p = [cut(pp, a, b) - cp for b in range(w) if b != before]
+        devs_t = [cut(tp, a, b) - ct for b in range(w) if b != before]
+        segments.append((cp, ct) + _one_pass(devs_p, devs_t, w))
+    centre_p, centre_t = segments[before][0], segments[before][1]
+    # Each segment's mean relative to the window's centre pixel.
+    means_p = [(cp - centre_p) + dp for cp, _, dp, *_ in segments]
+    means_t = [(ct - centre_t) + dt for _, ct, _, dt, *_ in segments]
+    dp, dt, bpp, btt, bpt = _one_pass(means_p, means_t, w)
+    weight = jnp.asarray(float(w), p.dtype)
+    inv = jnp.asarray(1.0 / (w * w), p.dtype)
+
+    def total(k: int, between: jax.Array) -> jax.Array:
+        return (sum(s[k] for s in segments) + weight * between) * inv
+
+    return CentredWindow(dp, dt, total(4, bpp), total(5, btt), total(6, bpt))

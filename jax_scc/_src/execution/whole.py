@@ -2,6 +2,15 @@
 
 Used off CPU (GPU, TPU), where a sequential loop over chunks would leave the
 device idle: XLA fuses and schedules the whole computation itself.
+
+With ``pairing="direct"`` and windows up to :data:`WINDOW_2D_UP_TO`, the
+batch runs in the formulation written for fusing compilers
+(:func:`~jax_scc._src.definition.planes_map`): one pass for the exact
+high-pass, one pass that forms every window from its ``w * w`` values and
+ends in the ratio and the reduction (XLA for an H200: 24 bytes per pixel and
+2 inputs' worth of temporaries, ``benchmarks/accel_compile.py``), and an
+analytic derivative of the same shape. Other pairings (and larger windows)
+run the band definition on the whole planes.
 """
 
 from __future__ import annotations
@@ -13,6 +22,16 @@ import jax
 from jax_scc._src import definition
 from jax_scc._src.config import Config
 from jax_scc._src.layout import from_nchw, to_nchw
+
+#: Windows up to this size are formed from their ``w * w`` values in one pass
+#: (O(w**2) work per pixel, exact to 1e-5 per map pixel at w = 8; the
+#: two-level centring loses more above).
+WINDOW_2D_UP_TO = 8
+
+
+def fused(config: Config, pairing: str) -> bool:
+    """Whether ``(config, pairing)`` runs in the two-pass formulation."""
+    return pairing == "direct" and config.window_size <= WINDOW_2D_UP_TO
 
 
 def scc_map(
@@ -28,17 +47,28 @@ def scc_map(
     definition's intermediate results instead of keeping them)."""
     fmt = config.data_format
 
-    def compute(p, t, dp, dt):
-        band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config)
-        d = None
-        if tangents is not None:
-            d = definition.Tangents(
-                *(None if x is None else definition.extend_rows(to_nchw(x, fmt), config) for x in (dp, dt))
-            )
-        return definition.band_map(band, config, tangents=d, pairing=pairing)
-
     def as_output(pixels):
         return from_nchw(definition.map_with_gaps(pixels), fmt)
+
+    if fused(config, pairing):
+
+        def compute(p, t, dp, dt):
+            pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config)
+            if tangents is None:
+                return pixels, None
+            d = tuple(None if x is None else to_nchw(x, fmt) for x in (dp, dt))
+            return pixels, definition.planes_map_tangent(planes, d, config)
+
+    else:
+
+        def compute(p, t, dp, dt):
+            band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config)
+            d = None
+            if tangents is not None:
+                d = definition.Tangents(
+                    *(None if x is None else definition.extend_rows(to_nchw(x, fmt), config) for x in (dp, dt))
+                )
+            return definition.band_map(band, config, tangents=d, pairing=pairing)
 
     if tangents is None:
         return as_output(compute(p, t, None, None)[0])
@@ -51,6 +81,16 @@ def scores(p: jax.Array, t: jax.Array, config: Config, pairing: str, gradients: 
     each input with ``gradients`` True, the gradient of the sum of each
     sample's counted map pixels (see :func:`~jax_scc._src.execution.chunked.scores`)."""
     fmt = config.data_format
+    shape = to_nchw(p, fmt).shape
+    if fused(config, pairing):
+        pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config)
+        rows = definition.row_stats(pixels)
+        grads = (None, None)
+        if any(gradients):
+            grads = definition.counted_sum_gradient(planes, pixels.keep, config, gradients)
+        grads = tuple(None if g is None else from_nchw(g, fmt) for g in grads)
+        return definition.scores(rows), grads, definition.counted(rows, shape)
+
     wanted = [i for i, g in enumerate(gradients) if g]
 
     def counted(*diff):
@@ -65,4 +105,4 @@ def scores(p: jax.Array, t: jax.Array, config: Config, pairing: str, gradients: 
     grads = [None, None]
     for k, g in zip(wanted, vjp(jax.numpy.ones_like(total))):
         grads[k] = g
-    return definition.scores(rows), tuple(grads), definition.counted(rows, to_nchw(p, fmt).shape)
+    return definition.scores(rows), tuple(grads), definition.counted(rows, shape)
