@@ -369,19 +369,20 @@ def _plane_footprint(missing: jax.Array, config: Config) -> jax.Array:
     return _dilate(missing, w, w)
 
 
-def planes_map(p: jax.Array, t: jax.Array, config: Config) -> Tuple[MapPixels, Planes]:
+def planes_map(p: jax.Array, t: jax.Array, config: Config, borders: str = "strips") -> Tuple[MapPixels, Planes]:
     """The SCC map of whole ``(..., H, W)`` planes, which pixels count, and the
     intermediate results its derivative needs (:class:`Planes`).
 
     The numbers of :func:`band_map` on the band ``[0, H)``, to float32
     rounding (the window statistics are formed from each window's ``w * w``
-    values: :func:`~jax_scc._src.moments.window_2d`)."""
+    values: :func:`~jax_scc._src.moments.window_2d`). ``borders``: how the
+    high-pass reflects (:func:`~jax_scc._src.highpass.high_pass_local_grid`)."""
     missing = None
     if config.ignore_nans:
         missing = jnp.isnan(p) | jnp.isnan(t)
         p, t = (jnp.where(missing, jnp.zeros_like(x), x) for x in (p, t))
-    hp_p = highpass.high_pass_local_grid(p, config.hp_filter)
-    hp_t = highpass.high_pass_local_grid(t, config.hp_filter)
+    hp_p = highpass.high_pass_local_grid(p, config.hp_filter, borders)
+    hp_t = highpass.high_pass_local_grid(t, config.hp_filter, borders)
     window = moments.window_2d(hp_p, hp_t, config.window_size)
     mom = window.moments(hp_p, hp_t)
     scc = scc_from_moments(mom)
@@ -421,11 +422,41 @@ def _high_pass_linear(x: jax.Array, hp_filter: highpass.Filter) -> jax.Array:
     return highpass._filter_taps(highpass.pad_for_high_pass(x, hp_filter), hp_filter, 1.0) * jnp.asarray(2.0, x.dtype)
 
 
+class GradientFields(NamedTuple):
+    """Per map pixel ``c``, what the gradient of the counted map's sum needs
+    (:func:`gradient_fields`; ``None`` where that input's gradient is not wanted).
+
+    ``a``: the covariance's coefficient; ``b_p``/``b_t``: the variances';
+    ``e_p``/``e_t``: the means' offsets' terms, ``b_p dp - a dt`` / ``b_t dt - a dp``.
+    """
+
+    a: jax.Array
+    b_p: Optional[jax.Array]
+    b_t: Optional[jax.Array]
+    e_p: Optional[jax.Array]
+    e_t: Optional[jax.Array]
+
+
+def gradient_fields(planes: Planes, keep: Optional[jax.Array], config: Config, wanted: Tuple[bool, bool]) -> GradientFields:
+    """The per-pixel fields of :func:`counted_sum_gradient` (elementwise in the
+    window statistics)."""
+    w = config.window_size
+    a, b_p, b_t = _coefficients(planes, keep, w * w)
+    dp, dt = planes.window.dp, planes.window.dt
+    return GradientFields(
+        a,
+        b_p if wanted[0] else None,
+        b_t if wanted[1] else None,
+        b_p * dp - a * dt if wanted[0] else None,
+        b_t * dt - a * dp if wanted[1] else None,
+    )
+
+
 def counted_sum_gradient(
-    planes: Planes, keep: Optional[jax.Array], config: Config, wanted: Tuple[bool, bool]
+    planes: Planes, fields: GradientFields, config: Config
 ) -> Tuple[Optional[jax.Array], Optional[jax.Array]]:
     """The gradient of the sum of the counted map pixels in ``preds`` and/or
-    ``target`` (``wanted``), input-shaped ``(..., H, W)`` (``None`` where not wanted).
+    ``target`` (where ``fields`` has them), input-shaped ``(..., H, W)``.
 
     Written from the definition and centred like the forward: the gradient in
     the high-passed ``p`` at pixel ``q`` sums, over the windows ``c`` that
@@ -434,12 +465,12 @@ def counted_sum_gradient(
     centre pixel minus the mean's offset from it,
     ``t_q - mt_c = (t_q - t_c) - dt_c``: exact where the values are close,
     where the uncentred ``t_q sum a - sum a mt`` loses every digit. The
+    offsets' terms are a plain window sum (:class:`GradientFields` ``e``). The
     high-pass is linear: its transpose carries the gradient to the input
     (missing pixels get 0). One more ``w * w`` pass, like the forward.
     """
     w = config.window_size
-    a, b_p, b_t = _coefficients(planes, keep, w * w)
-    p, t, dp, dt = planes.hp_p, planes.hp_t, planes.window.dp, planes.window.dt
+    p, t = planes.hp_p, planes.hp_t
     # The windows that contain q have their centres at q - after ... q + before.
     before, after = window_padding(w)
     widths = [(0, 0)] * (p.ndim - 2) + [(after, before)] * 2
@@ -453,18 +484,17 @@ def counted_sum_gradient(
         dims = (1,) * (x.ndim - 2) + (w, w)
         return lax.reduce_window(jnp.pad(x, widths), 0.0, lax.add, dims, (1,) * x.ndim, "VALID")
 
-    def gradient(own, other, b, d_own, d_other):
-        # sum_c a_c (other_q - other_c) - b_c (own_q - own_c), plus the means'
-        # offsets: sum_c b_c d_own,c - a_c d_other,c (a plain window sum).
-        terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(taps(a), taps(b), taps(other), taps(own))]
-        g_hp = sum(terms[1:], terms[0]) + box_sum(b * d_own - a * d_other)
+    def gradient(own, other, b, e):
+        # sum_c a_c (other_q - other_c) - b_c (own_q - own_c), plus sum_c e_c
+        terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(taps(fields.a), taps(b), taps(other), taps(own))]
+        g_hp = sum(terms[1:], terms[0]) + box_sum(e)
         (g,) = jax.linear_transpose(lambda x: _high_pass_linear(x, config.hp_filter), own)(g_hp)
         if planes.missing is not None:
             g = jnp.where(planes.missing, jnp.zeros_like(g), g)
         return g
 
-    g_p = gradient(p, t, b_p, dp, dt) if wanted[0] else None
-    g_t = gradient(t, p, b_t, dt, dp) if wanted[1] else None
+    g_p = None if fields.b_p is None else gradient(p, t, fields.b_p, fields.e_p)
+    g_t = None if fields.b_t is None else gradient(t, p, fields.b_t, fields.e_t)
     return g_p, g_t
 
 

@@ -256,7 +256,7 @@ def _taps_local_grid(xp: jax.Array, hp_filter: Filter) -> jax.Array:
     return (exact + rest) * jnp.asarray(2.0 * 2.0**-scale, xp.dtype)
 
 
-def high_pass_local_grid(x: jax.Array, hp_filter: Filter) -> jax.Array:
+def high_pass_local_grid(x: jax.Array, hp_filter: Filter, borders: str = "strips") -> jax.Array:
     """:func:`high_pass` in one pass over ``x``: the error-free split on a grid
     chosen per output pixel, and the reflection handled at the borders only.
 
@@ -267,14 +267,18 @@ def high_pass_local_grid(x: jax.Array, hp_filter: Filter) -> jax.Array:
       convolution rounded about once, exactly 0 where that is 0, for every
       image that :func:`high_pass` computes exactly (a smaller local peak only
       makes the grid finer).
-    * The interior reads ``x`` zero padded, which a fusing compiler (XLA on
-      GPU/TPU) folds into the filter's reads; the few border rows and columns
-      that the symmetric reflection reaches are computed from thin reflected
-      strips and put in place by a select. No padded copy of the image.
+    * ``borders="strips"``: the interior reads ``x`` zero padded, which a
+      fusing compiler (XLA on GPU) folds into the filter's reads; the few
+      border rows and columns that the symmetric reflection reaches are
+      computed from thin reflected strips and put in place by a select. No
+      padded copy of the image. ``borders="padded"`` reads a reflected copy
+      (:func:`pad_for_high_pass`), for compilers that lay thin strips out
+      badly (TPU: tiles of 8 x 128).
 
     Args:
       x: images ``(..., H, W)``, float32 or float64.
       hp_filter: the filter, shape ``(kh, kw)``.
+      borders: ``"strips"`` or ``"padded"`` (the same numbers).
 
     Returns:
       ``(..., H, W)``, dtype of ``x``: equal to :func:`high_pass` to the last
@@ -290,6 +294,8 @@ def high_pass_local_grid(x: jax.Array, hp_filter: Filter) -> jax.Array:
     def pad(y: jax.Array, t: int, b: int, l: int, r: int) -> jax.Array:
         return lax.pad(y, zero, [(0, 0, 0)] * rows + [(t, b, 0), (l, r, 0)])
 
+    if borders == "padded":
+        return _taps_local_grid(pad_for_high_pass(x, hp_filter), hp_filter)
     out = _taps_local_grid(pad(x, top, bottom, left, right), hp_filter)
 
     def strip_high_pass(strip: jax.Array) -> jax.Array:  # a thin strip, reflected in full

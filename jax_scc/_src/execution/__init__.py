@@ -19,21 +19,24 @@ the accelerator compilers' own figures, ``benchmarks/accel_compile.py``:
 24 bytes/px on an H200 against 330 for slices).
 
 The platform is the one the program is *compiled for*, not
-``jax.default_backend()``: every strategy is staged out with
-``lax.platform_dependent`` and the lowering keeps the one for its platform,
-so an ahead-of-time compile for a GPU or TPU (also from a CPU-only process,
-and ``jax.export`` for several platforms) carries each platform's own program.
+``jax.default_backend()``: an SCC evaluation is one primitive
+(:data:`scc_p`) whose lowering traces the strategy of the platform it is
+lowered for, so an ahead-of-time compile for a GPU or TPU (also from a
+CPU-only process, and ``jax.export`` for several platforms) carries each
+platform's own program, and no other strategy is traced.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+from jax import core, lax
 from jax.custom_derivatives import SymbolicZero
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 from jax_scc._src.config import Config
 from jax_scc._src.execution import chunked, whole
@@ -53,15 +56,22 @@ class Strategy(NamedTuple):
 
     name: str  # "chunked" or "whole"
     pairing: str  # "slices", "conv" or "direct"
+    borders: str = "strips"  # whole, direct: how the high-pass reflects ("strips" or "padded")
 
-    @property
-    def module(self):
-        return chunked if self.name == "chunked" else whole
+    def scc_map(self, p, t, config: Config, tangents=None):
+        if self.name == "chunked":
+            return chunked.scc_map(p, t, config, self.pairing, tangents=tangents)
+        return whole.scc_map(p, t, config, self.pairing, tangents=tangents, borders=self.borders)
+
+    def scores(self, p, t, config: Config, gradients=(False, False)):
+        if self.name == "chunked":
+            return chunked.scores(p, t, config, self.pairing, gradients=gradients)
+        return whole.scores(p, t, config, self.pairing, gradients=gradients, borders=self.borders)
 
 
 def strategy(config: Config, platform: str) -> Strategy:
     """The strategy for ``config`` on ``platform`` (``"cpu"``, ``"cuda"``,
-    ``"rocm"``, ``"tpu"``; ``"gpu"`` stands for both GPU platforms)."""
+    ``"rocm"`` or ``"tpu"``)."""
     pairing = config.method
     if platform == "cpu":
         if pairing == "auto":
@@ -69,29 +79,101 @@ def strategy(config: Config, platform: str) -> Strategy:
         return Strategy("chunked", pairing)
     if pairing == "auto":
         pairing = "direct" if config.window_size <= whole.WINDOW_2D_UP_TO else "slices"
-    return Strategy("whole", pairing)
+    # TPU lays thin strips out in 8 x 128 tiles (and transposes around them):
+    # there the high-pass reads a reflected copy of the images.
+    return Strategy("whole", pairing, "padded" if platform == "tpu" else "strips")
 
 
-def _per_platform(config: Config, run: Callable[[Strategy], Callable], *args):
-    """``run(strategy)(*args)`` with each platform's strategy, staged out by
-    ``lax.platform_dependent`` (platforms that share a strategy share a branch)."""
+def _compute(s: Strategy, config: Config, output: str, wanted: Tuple[bool, bool], p, t, *tangents) -> List[jax.Array]:
+    """What one SCC evaluation returns, by the strategy ``s`` (a flat list):
+
+    * ``output="map"``: ``[map]``, and with input tangents (``wanted`` marks
+      which of ``preds``/``target`` have one, given in ``tangents``) ``[map, d_map]``;
+    * ``output="scores"``: ``[scores]``, and with ``wanted`` the gradient of
+      each sample's counted map sum in each wanted input and the counts:
+      ``[scores, *grads, counted]``.
+    """
+    if output == "map":
+        if not any(wanted):
+            return [s.scc_map(p, t, config)]
+        given = iter(tangents)
+        return list(s.scc_map(p, t, config, tangents=tuple(next(given) if w else None for w in wanted)))
+    if not any(wanted):
+        return [s.scores(p, t, config)[0]]
+    scores, grads, counted = s.scores(p, t, config, gradients=wanted)
+    return [scores, *(g for g in grads if g is not None), counted]
+
+
+def _staged(config: Config, output: str, wanted: Tuple[bool, bool], *args) -> List[jax.Array]:
+    """:func:`_compute` with every platform's strategy staged out
+    (``lax.platform_dependent``; platforms that share a strategy share a
+    branch). Every branch is traced: used where JAX must see the computation,
+    to transpose the map's tangent and to differentiate :data:`scc_p` itself
+    (second and higher derivatives)."""
     branches, by_strategy = {}, {}
     for platform in _PLATFORMS:
         s = strategy(config, platform)
         if s not in by_strategy:
-            by_strategy[s] = run(s)
+            by_strategy[s] = functools.partial(_compute, s, config, output, wanted)
         branches[platform] = by_strategy[s]
     return lax.platform_dependent(*args, default=branches["cuda"], **branches)
 
 
+# One SCC evaluation as a primitive whose lowering is the strategy of the
+# platform it is lowered for: only that strategy is traced (at lowering), the
+# program of every other platform costs nothing, and an export for several
+# platforms gets each one's (JAX switches between per-platform lowerings).
+scc_p = Primitive("jax_scc")
+scc_p.multiple_results = True
+
+
+@scc_p.def_abstract_eval
+def _abstract_eval(p, t, *tangents, config: Config, output: str, wanted: Tuple[bool, bool]):
+    if output == "map":
+        return [core.ShapedArray(p.shape, p.dtype)] * (2 if any(wanted) else 1)
+    per_sample = core.ShapedArray(p.shape[:1], p.dtype)
+    if not any(wanted):
+        return [per_sample]
+    return [per_sample] + [core.ShapedArray(p.shape, p.dtype)] * sum(wanted) + [per_sample]
+
+
+def _lowering(platform: Optional[str]):
+    def rule(ctx, *args, config: Config, output: str, wanted: Tuple[bool, bool]):
+        s = strategy(config, platform or "cuda")
+        return mlir.lower_fun(functools.partial(_compute, s, config, output, wanted), multiple_results=True)(ctx, *args)
+
+    return rule
+
+
+mlir.register_lowering(scc_p, _lowering(None))  # other platforms: the GPU/TPU strategy
+for _platform in _PLATFORMS:
+    mlir.register_lowering(scc_p, _lowering(_platform), platform=_platform)
+
+
+def _batched(args, dims, *, config: Config, output: str, wanted: Tuple[bool, bool]):
+    """``vmap``: the mapped axis joins the batch axis (samples are independent)."""
+    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)  # None: not mapped
+    args = [batching.bdim_at_front(x, d, size) for x, d in zip(args, dims)]
+    outs = scc_p.bind(*(x.reshape((-1,) + x.shape[2:]) for x in args), config=config, output=output, wanted=wanted)
+    return [x.reshape((size, -1) + x.shape[1:]) for x in outs], [0] * len(outs)
+
+
+batching.primitive_batchers[scc_p] = _batched
+
+
+def _primitive_jvp(primals, tangents, *, config: Config, output: str, wanted: Tuple[bool, bool]):
+    """Differentiating :data:`scc_p` itself (its first derivative is the rule
+    below, which binds it again): autodiff of every platform's strategy."""
+    tangents = [ad.instantiate_zeros(x) for x in tangents]
+    return jax.jvp(functools.partial(_staged, config, output, wanted), tuple(primals), tuple(tangents))
+
+
+ad.primitive_jvps[scc_p] = _primitive_jvp
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _scc(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
-    def run(s: Strategy):
-        if output == "map":
-            return lambda p, t: s.module.scc_map(p, t, config, s.pairing)
-        return lambda p, t: s.module.scores(p, t, config, s.pairing)[0]
-
-    return _per_platform(config, run, p, t)
+    return scc_p.bind(p, t, config=config, output=output, wanted=(False, False))[0]
 
 
 @functools.partial(_scc.defjvp, symbolic_zeros=True)
@@ -101,25 +183,26 @@ def _scc_jvp(config: Config, output: str, primals, tangents):
 
     * Per-sample scores (the loss path): the walk also returns, chunk by chunk,
       the gradient of each sample's sum of counted map pixels (a chunk's
-      reverse-mode derivative, taken while it is in cache); the tangent is its
-      inner product with the input tangents over the sample, divided by the
-      number of counted pixels. Linear in the tangents, so JAX's reverse mode
-      only multiplies the stored gradients (one per differentiated input) by
-      the cotangent: no second walk, no recomputation.
-    * The map: the tangent of every map pixel (:func:`~jax_scc._src.definition.band_map`),
-      linear in the tangents; JAX transposes it, and the strategy checkpoints
-      it chunk by chunk.
+      reverse-mode derivative, taken while it is in cache; on GPU/TPU the rule
+      written from the definition); the tangent is its inner product with the
+      input tangents over the sample, divided by the number of counted pixels.
+      Linear in the tangents, so JAX's reverse mode only multiplies the stored
+      gradients (one per differentiated input) by the cotangent: no second
+      walk, no recomputation.
+    * The map: the tangent of every map pixel, linear in the tangents; JAX
+      transposes it (so it is traced, every platform's strategy staged out),
+      and the strategy checkpoints it chunk by chunk.
     """
     p, t = primals
-    tangents = tuple(None if type(x) is SymbolicZero else x for x in tangents)
+    given = tuple(x for x in tangents if type(x) is not SymbolicZero)
+    wanted = tuple(type(x) is not SymbolicZero for x in tangents)
     if output == "map":
-        run_map = lambda s: lambda p, t, d: s.module.scc_map(p, t, config, s.pairing, tangents=d)  # noqa: E731
-        return _per_platform(config, run_map, p, t, tangents)
-    wanted = tuple(x is not None for x in tangents)
-    run_scores = lambda s: lambda p, t: s.module.scores(p, t, config, s.pairing, gradients=wanted)  # noqa: E731
-    scores, grads, counted = _per_platform(config, run_scores, p, t)
+        # Linear in the tangents, and JAX must see how to transpose it: traced
+        # here, with every platform's strategy staged out.
+        return tuple(_staged(config, output, wanted, p, t, *given))
+    scores, *grads, counted = scc_p.bind(p, t, config=config, output=output, wanted=wanted)
     n = p.shape[0]
-    d = sum(jnp.sum((g * x).reshape(n, -1), axis=1) for g, x in zip(grads, tangents) if x is not None)
+    d = sum(jnp.sum((g * x).reshape(n, -1), axis=1) for g, x in zip(grads, given))
     has_data = counted > 0
     return scores, jnp.where(has_data, d / jnp.where(has_data, counted, 1), 0)
 

@@ -21,6 +21,7 @@ import jax
 
 from jax_scc._src import definition
 from jax_scc._src.config import Config
+from jax_scc._src.execution.fusion import materialise
 from jax_scc._src.layout import from_nchw, to_nchw
 
 #: Windows up to this size are formed from their ``w * w`` values in one pass
@@ -40,11 +41,14 @@ def scc_map(
     config: Config,
     pairing: str,
     tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
+    borders: str = "strips",
 ):
     """The SCC map of 4-D inputs (layout of the input; NaN where left out), in
     one graph; with ``tangents`` (of ``p`` and ``t``, ``None`` for zero) also
     its tangent, as a ``jax.checkpoint`` (reverse mode recomputes the
-    definition's intermediate results instead of keeping them)."""
+    definition's intermediate results instead of keeping them). ``borders``:
+    how the two-pass formulation's high-pass reflects (``"strips"`` for GPU,
+    ``"padded"`` for TPU; :func:`~jax_scc._src.highpass.high_pass_local_grid`)."""
     fmt = config.data_format
 
     def as_output(pixels):
@@ -53,7 +57,7 @@ def scc_map(
     if fused(config, pairing):
 
         def compute(p, t, dp, dt):
-            pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config)
+            pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config, borders)
             if tangents is None:
                 return pixels, None
             d = tuple(None if x is None else to_nchw(x, fmt) for x in (dp, dt))
@@ -76,18 +80,31 @@ def scc_map(
     return jax.jvp(lambda m: as_output(pixels._replace(map=m)), (pixels.map,), (d_map,))
 
 
-def scores(p: jax.Array, t: jax.Array, config: Config, pairing: str, gradients: Tuple[bool, bool] = (False, False)):
+def scores(
+    p: jax.Array,
+    t: jax.Array,
+    config: Config,
+    pairing: str,
+    gradients: Tuple[bool, bool] = (False, False),
+    borders: str = "strips",
+):
     """Per-sample scores of 4-D inputs, shape ``(N,)``, in one graph; and for
     each input with ``gradients`` True, the gradient of the sum of each
-    sample's counted map pixels (see :func:`~jax_scc._src.execution.chunked.scores`)."""
+    sample's counted map pixels (see :func:`~jax_scc._src.execution.chunked.scores`).
+    ``borders`` as in :func:`scc_map`."""
     fmt = config.data_format
     shape = to_nchw(p, fmt).shape
     if fused(config, pairing):
-        pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config)
+        pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config, borders)
         rows = definition.row_stats(pixels)
         grads = (None, None)
         if any(gradients):
-            grads = definition.counted_sum_gradient(planes, pixels.keep, config, gradients)
+            # The window pass ends here, its statistics in memory: with the
+            # several uses below as its consumers, XLA would split it in pieces
+            # (98 inputs' worth of temporaries on (64, 1, 256, 256) for an H200).
+            planes = planes._replace(window=materialise(planes.window))
+            fields = definition.gradient_fields(planes, pixels.keep, config, gradients)
+            grads = definition.counted_sum_gradient(planes, fields, config)
         grads = tuple(None if g is None else from_nchw(g, fmt) for g in grads)
         return definition.scores(rows), grads, definition.counted(rows, shape)
 
