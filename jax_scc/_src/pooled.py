@@ -159,8 +159,8 @@ def _batch_moments(fp: jax.Array, ft: jax.Array, keep: Optional[jax.Array], weig
     n = _value(count)
     safe = jnp.where(n > 0, n, jnp.ones_like(n))
     mean_p, mean_t = _value(band_sum(fp)) / safe, _value(band_sum(ft)) / safe
-    dp = jnp.where(w, fp - mean_p[:, None, None], zero)
-    dt = jnp.where(w, ft - mean_t[:, None, None], zero)
+    dp = jnp.where(w, fp - mean_p[None, :, None, None], zero)
+    dt = jnp.where(w, ft - mean_t[None, :, None, None], zero)
     means = [jnp.stack([m, jnp.zeros_like(m)], -1) for m in (mean_p, mean_t)]
     return (count, *means, band_sum(dp * dp), band_sum(dt * dt), band_sum(dp * dt))
 

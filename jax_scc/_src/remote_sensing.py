@@ -118,8 +118,8 @@ def sobel_magnitude(x: jax.Array) -> jax.Array:
     gy = (s[-1, -1] - s[1, -1]) + two * (s[-1, 0] - s[1, 0]) + (s[-1, 1] - s[1, 1])
     gx = (s[-1, -1] - s[-1, 1]) + two * (s[0, -1] - s[0, 1]) + (s[1, -1] - s[1, 1])
     sq = gy * gy + gx * gx
-    pos = sq > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, jnp.ones_like(sq))), jnp.zeros_like(sq))
+    zero = sq == 0  # not `sq > 0`: NaN propagates
+    return jnp.where(zero, jnp.zeros_like(sq), jnp.sqrt(jnp.where(zero, jnp.ones_like(sq), sq)))
 
 
 def _dilate3(mask: jax.Array, kh: int, kw: int) -> jax.Array:
