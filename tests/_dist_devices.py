@@ -146,7 +146,21 @@ def main():
     single_two = update(s_single, single(p), single(t))
     out["metric_sharded"] = [float(m_sharded.compute()), state_values(single_two)["score"]]
 
-    # 7. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
+    # 7. jax_scc.nnx.SCC in a jitted nnx eval step over the sharded batch (flax optional).
+    try:
+        from flax import nnx
+    except ImportError:
+        out["nnx_sharded"] = None
+    else:
+        from jax_scc.nnx import SCC
+
+        metrics = nnx.MultiMetric(loss=nnx.metrics.Average("loss"), scc=SCC(window_size=WS))
+        eval_step = nnx.jit(lambda m, p, t, mask: m.update(loss=jax.numpy.zeros(p.shape[0]), preds=p, target=t, mask=mask))
+        eval_step(metrics, ps, ts, jax.device_put(mask, by_batch))
+        out["nnx_sharded"] = [float(metrics.compute()["scc"]), state_values(s_single)["score"]]
+        out["nnx_count"] = int(metrics.scc.count[...])
+
+    # 8. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
     import contextlib
     import importlib.util
     import io
