@@ -152,8 +152,7 @@ def _batch_moments(fp: jax.Array, ft: jax.Array, keep: Optional[jax.Array], weig
     fp, ft = jnp.where(w, fp, zero), jnp.where(w, ft, zero)
 
     def band_sum(x):  # over samples and pixels: (C, 2)
-        x = jnp.moveaxis(x, 1, 0)
-        return jnp.stack(rs.df_sum(x, (-3, -2, -1)), axis=-1)
+        return jnp.stack(rs.df_sum(x, (0, 2, 3)), axis=-1)
 
     count = band_sum(w.astype(fp.dtype))
     n = _value(count)

@@ -20,8 +20,8 @@ over whole bands instead of small windows:
 Both give 0 where a denominator is 0 (a band without structure), like the
 windowed map, and NaN for a band with no counted pixel (``ignore_nans``).
 
-Sums over a band are accumulated as double-floats (pairwise TwoSum, the
-arithmetic of :mod:`~jax_scc._src.state`), so that an 8192 x 8192 band sums as
+Sums over a band are accumulated as double-floats (TwoSum, the arithmetic of
+:mod:`~jax_scc._src.state`, in one pass), so that an 8192 x 8192 band sums as
 accurately as in float64 (``python benchmarks/remote_sensing_sums.py``).
 
 Running totals (:class:`PooledSCCState`) pool the pixels of a stream of batches
@@ -44,7 +44,7 @@ from jax.typing import ArrayLike
 
 from jax_scc._src import checks, highpass
 from jax_scc._src.config import Config, Filter, check_hp_filter, check_reduction
-from jax_scc._src.state import _df_add, _two_sum
+from jax_scc._src.state import _df_add
 
 DEFINITIONS = ("toolbox", "zhou")
 
@@ -54,29 +54,33 @@ _SOBEL = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 # --- accurate sums -------------------------------------------------------------------
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def df_sum(x: jax.Array, axes: Tuple[int, ...] = (-2, -1)) -> Tuple[jax.Array, jax.Array]:
-    """The sum of ``x`` over trailing ``axes`` as a double-float ``(hi, lo)``.
+    """The sum of ``x`` over ``axes`` as a double-float ``(hi, lo)``.
 
-    Neighbours are added level by level with TwoSum (the error of every
-    addition is carried along), so the result is within ~n * 2**-48 (float32)
-    of the exact sum of the values, whatever their number and signs.
+    One pass (a variadic ``lax.reduce``) whose accumulator is a double-float:
+    every addition's rounding error is carried along (TwoSum), so the result is
+    within ~n * 2**-48 (float32) of the exact sum of the values, whatever their
+    number and signs, however XLA orders the additions. Measured on an
+    8192 x 8192 band: about 1.8x the time of ``jnp.sum`` with the band's
+    features computed in the same pass (``benchmarks/remote_sensing_sums.py``).
+    Its tangent is the plain sum of the tangents.
     """
-    n_axes = len(axes)
-    assert tuple(axes) == tuple(range(-n_axes, 0)), axes  # trailing axes only
-    hi = x.reshape(x.shape[: x.ndim - n_axes] + (-1,))
-    lo = None
-    while hi.shape[-1] > 1:
-        if hi.shape[-1] % 2:
-            pad = [(0, 0)] * (hi.ndim - 1) + [(0, 1)]
-            hi = jnp.pad(hi, pad)
-            lo = None if lo is None else jnp.pad(lo, pad)
-        if lo is None:  # the first level: single floats
-            hi, lo = _two_sum(hi[..., 0::2], hi[..., 1::2])
-        else:
-            hi, lo = _df_add(hi[..., 0::2], lo[..., 0::2], hi[..., 1::2], lo[..., 1::2])
-    if hi.shape[-1] == 0:
-        hi = jnp.zeros(hi.shape[:-1] + (1,), hi.dtype)
-    return hi[..., 0], (jnp.zeros_like(hi[..., 0]) if lo is None else lo[..., 0])
+    axes = tuple(sorted(a % x.ndim for a in axes))
+    zero = jnp.zeros((), x.dtype)
+
+    def add(a, b):
+        return _df_add(a[0], a[1], b[0], b[1])
+
+    return lax.reduce((x, jnp.zeros_like(x)), (zero, zero), add, axes)
+
+
+@df_sum.defjvp
+def _df_sum_jvp(axes, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    hi, lo = df_sum(x, axes)
+    d = jnp.sum(dx, axis=tuple(a % x.ndim for a in axes))
+    return (hi, lo), (d, jnp.zeros_like(d))
 
 
 def accurate_sum(x: jax.Array, axes: Tuple[int, ...] = (-2, -1)) -> jax.Array:
