@@ -68,18 +68,20 @@ def float32_sums(pred, target, accurate: bool):
 
     from jax_scc._src import remote_sensing as rs
 
-    total = rs.accurate_sum if accurate else (lambda x: jnp.sum(x, axis=(-2, -1)))
+    def totals(*xs):  # as the library groups them: one pass per group
+        if accurate:
+            return rs.accurate_sums(*xs)
+        return tuple(jnp.sum(x, axis=(-2, -1)) for x in xs)
 
     @jax.jit
     def sums(p, t):
-        out = {}
         f, g, _ = rs.features(p, t, rs.make_rs_config("toolbox"))
-        out.update({"toolbox FG": total(f * g), "toolbox FF": total(f * f), "toolbox GG": total(g * g)})
+        out = dict(zip(("toolbox FG", "toolbox FF", "toolbox GG"), totals(f * g, f * f, g * g)))
         x, y, _ = rs.features(p, t, rs.make_rs_config("zhou"))
         n = x.shape[-1] * x.shape[-2]
-        x = x - total(x)[..., None, None] / n
-        y = y - total(y)[..., None, None] / n
-        out.update({"zhou C": total(x * y), "zhou Vp": total(x * x), "zhou Vt": total(y * y)})
+        sum_x, sum_y = totals(x, y)
+        x, y = x - sum_x[..., None, None] / n, y - sum_y[..., None, None] / n
+        out.update(zip(("zhou C", "zhou Vp", "zhou Vt"), totals(x * y, x * x, y * y)))
         return {k: v[0, 0] for k, v in out.items()}
 
     return sums

@@ -151,17 +151,17 @@ def _batch_moments(fp: jax.Array, ft: jax.Array, keep: Optional[jax.Array], weig
     zero = jnp.zeros_like(fp)
     fp, ft = jnp.where(w, fp, zero), jnp.where(w, ft, zero)
 
-    def band_sum(x):  # over samples and pixels: (C, 2)
-        return jnp.stack(rs.df_sum(x, (0, 2, 3)), axis=-1)
+    def band_sums(*xs):  # over samples and pixels: (C, 2) each
+        return [jnp.stack(s, axis=-1) for s in rs.df_sums(xs, (0, 2, 3))]
 
-    count = band_sum(w.astype(fp.dtype))
+    count, sum_p, sum_t = band_sums(w.astype(fp.dtype), fp, ft)
     n = _value(count)
     safe = jnp.where(n > 0, n, jnp.ones_like(n))
-    mean_p, mean_t = _value(band_sum(fp)) / safe, _value(band_sum(ft)) / safe
+    mean_p, mean_t = _value(sum_p) / safe, _value(sum_t) / safe
     dp = jnp.where(w, fp - mean_p[None, :, None, None], zero)
     dt = jnp.where(w, ft - mean_t[None, :, None, None], zero)
     means = [jnp.stack([m, jnp.zeros_like(m)], -1) for m in (mean_p, mean_t)]
-    return (count, *means, band_sum(dp * dp), band_sum(dt * dt), band_sum(dp * dt))
+    return (count, *means, *band_sums(dp * dp, dt * dt, dp * dt))
 
 
 def _merge_fields(a, b):
