@@ -160,7 +160,16 @@ def main():
         out["nnx_sharded"] = [float(metrics.compute()["scc"]), state_values(s_single)["score"]]
         out["nnx_count"] = int(metrics.scc.count[...])
 
-    # 8. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
+    # 8. The pooled remote-sensing totals under jit, inputs sharded over the batch axis.
+    pooled = jax.jit(jax_scc.pooled_scc_update)
+    bands = {}
+    for where, (pp, tt, mm) in (("sharded", (ps, ts, jax.device_put(mask, by_batch))),
+                                ("single", (single(p), single(t), single(mask)))):
+        s = pooled(jax_scc.pooled_scc_init(2, "zhou"), pp, tt, mask=mm)
+        bands[where] = np.asarray(jax_scc.pooled_scc_compute(s, per_band=True)).tolist()
+    out["pooled_sharded"] = [bands["sharded"], bands["single"]]
+
+    # 9. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
     import contextlib
     import importlib.util
     import io

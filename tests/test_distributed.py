@@ -75,6 +75,8 @@ def test_four_devices_give_the_single_device_result():
     if result["nnx_sharded"] is not None:
         assert result["nnx_count"] == 9
         assert abs(result["nnx_sharded"][0] - result["nnx_sharded"][1]) <= TOL
+    # The remote-sensing pooled totals (global_scc's moments) under jit.
+    np.testing.assert_allclose(*result["pooled_sharded"], atol=TOL, rtol=0)
     # examples/evaluate_stack.py: 10 images in 3 padded batches of 4 over 4 devices.
     run = result["evaluate_stack"]
     out = run["printed"]
