@@ -12,7 +12,7 @@ Public API:
 * :func:`pansharpening_scc`, :func:`pansharpening_scc_map`, :func:`global_scc`:
   the SCCs of remote sensing (the pansharpening toolbox's sCC, Zhou's global SCC),
   with :class:`PooledSCCState`, :func:`pooled_scc_init`, :func:`pooled_scc_update`,
-  :func:`pooled_scc_merge`, :func:`pooled_scc_compute` for streams;
+  :func:`pooled_scc_merge`, :func:`pooled_scc_compute`, :func:`pooled_scc_sync` for streams;
 * ``jax_scc.clu.SCC``: a ``clu.metrics.Metric`` (needs ``clu``);
 * ``jax_scc.nnx.SCC``: a ``flax.nnx.Metric`` (needs ``flax``).
 """
@@ -25,6 +25,7 @@ from jax_scc._src.pooled import (
     pooled_scc_compute,
     pooled_scc_init,
     pooled_scc_merge,
+    pooled_scc_sync,
     pooled_scc_update,
 )
 from jax_scc._src.remote_sensing import global_scc, pansharpening_scc, pansharpening_scc_map
@@ -42,6 +43,7 @@ __all__ = [
     "pooled_scc_compute",
     "pooled_scc_init",
     "pooled_scc_merge",
+    "pooled_scc_sync",
     "pooled_scc_update",
     "scc_compute",
     "scc_init",

@@ -168,6 +168,21 @@ def main():
         s = pooled(jax_scc.pooled_scc_init(2, "zhou"), pp, tt, mask=mm)
         bands[where] = np.asarray(jax_scc.pooled_scc_compute(s, per_band=True)).tolist()
     out["pooled_sharded"] = [bands["sharded"], bands["single"]]
+    # ... and inside shard_map: each device pools its rows, then pooled_scc_sync.
+    synced = jax.jit(
+        jax.shard_map(
+            lambda p, t, m: jax_scc.pooled_scc_compute(
+                jax_scc.pooled_scc_sync(
+                    jax_scc.pooled_scc_update(jax_scc.pooled_scc_init(2, "zhou"), p, t, mask=m), "batch"
+                ),
+                per_band=True,
+            ),
+            mesh=mesh,
+            in_specs=(P("batch"),) * 3,
+            out_specs=P(),
+        )
+    )
+    out["pooled_shard_map_sync"] = [np.asarray(synced(p, t, mask)).tolist(), bands["single"]]
 
     # 9. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
     import contextlib

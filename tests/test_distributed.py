@@ -77,6 +77,7 @@ def test_four_devices_give_the_single_device_result():
         assert abs(result["nnx_sharded"][0] - result["nnx_sharded"][1]) <= TOL
     # The remote-sensing pooled totals (global_scc's moments) under jit.
     np.testing.assert_allclose(*result["pooled_sharded"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(*result["pooled_shard_map_sync"], atol=TOL, rtol=0)
     # examples/evaluate_stack.py: 10 images in 3 padded batches of 4 over 4 devices.
     run = result["evaluate_stack"]
     out = run["printed"]
