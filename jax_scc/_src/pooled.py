@@ -359,7 +359,7 @@ def pooled_scc_sync(state: PooledSCCState, axis_name: Union[str, Sequence[str]])
       ... def step(x):
       ...     s = jax_scc.pooled_scc_update(jax_scc.pooled_scc_init(1, "zhou"), x, x)
       ...     return jax_scc.pooled_scc_compute(jax_scc.pooled_scc_sync(s, "batch"))
-      >>> float(step(x)[0])
+      >>> round(float(step(x)[0]), 6)
       1.0
     """
     state = _check_state(state)
