@@ -43,6 +43,7 @@ from jax_scc import _cli_io
 from jax_scc._version import __version__
 
 PROG = "jax-scc"
+_DEFINITIONS = ("windowed", "toolbox", "zhou")
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -118,6 +119,7 @@ examples:
   jax-scc --window-size 11 --json outputs/ ground_truth/ > scores.json
   jax-scc --csv scores.csv --map maps/ outputs/ ground_truth/
   jax-scc --hp-filter "[[0,-1,0],[-1,4,-1],[0,-1,0]]" a.png b.png
+  jax-scc --definition toolbox fused.tif reference.tif   # pansharpening sCC
 """
 
 
@@ -243,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out of the mean the map pixels whose target window is flat (no "
         "high-pass variance), so that identical images score 1",
+    )
+    scoring.add_argument(
+        "--definition",
+        choices=_DEFINITIONS,
+        default="windowed",
+        help="which SCC: windowed (default: torchmetrics/sewar, local windows), toolbox "
+        "(the pansharpening toolbox's sCC: Sobel magnitudes, uncentred, over all pixels "
+        "and bands; --window-size and --hp-filter do not apply) or zhou (Zhou et al.'s "
+        "global SCC: the high-passed bands' correlation coefficient, mean over bands; "
+        "--window-size does not apply)",
     )
     scoring.add_argument(
         "--data-format",
@@ -444,10 +456,19 @@ def _jitted_step(options: Tuple[Tuple[str, Any], ...], devices: Tuple[Any, ...])
     from jax_scc._src.functional import scores_of
     from jax_scc._src.state import add_scores
 
-    config = make_config(**dict(options))
+    options = dict(options)
+    definition = options.pop("definition", "windowed")
+    if definition == "windowed":
+        config = make_config(**options)
+        score = functools.partial(scores_of, config=config)
+    else:
+        from jax_scc._src import remote_sensing
+
+        rs_config = remote_sensing.make_rs_config(definition, options.get("hp_filter"), options["ignore_nans"])
+        score = functools.partial(remote_sensing.sample_scores, config=rs_config)
 
     def step(state, preds, target, mask):
-        scores = scores_of(preds, target, config)
+        scores = score(preds, target)
         return scores, add_scores(state, scores, mask)
 
     by_batch, replicated = _shardings(devices)
@@ -463,10 +484,15 @@ def _jitted_maps(options: Tuple[Tuple[str, Any], ...], devices: Tuple[Any, ...])
     """The jitted SCC maps of a batch, sharded like :func:`_jitted_step`."""
     import jax
 
-    from jax_scc import scc_map
+    from jax_scc import pansharpening_scc_map, scc_map
 
+    options = dict(options)
+    if options.pop("definition", "windowed") == "toolbox":  # (N, H - 2, W - 2)
+        fn = functools.partial(pansharpening_scc_map, ignore_nans=options["ignore_nans"])
+    else:
+        fn = functools.partial(scc_map, **options)
     by_batch, _ = _shardings(devices)
-    return jax.jit(functools.partial(scc_map, **dict(options)), in_shardings=(by_batch, by_batch), out_shardings=by_batch)
+    return jax.jit(fn, in_shardings=(by_batch, by_batch), out_shardings=by_batch)
 
 
 class _Scorer:
@@ -641,12 +667,17 @@ def _score_pairs(pairs: List[_Pair], args: argparse.Namespace, folders: bool) ->
         options["hp_filter"] = args.hp_filter
     if args.ignore_flat:
         options["ignore_flat"] = True
+    window = args.window_size
+    if args.definition != "windowed":
+        options["definition"] = args.definition
+        del options["window_size"]
+        window = 1 if args.definition == "zhou" else 3  # the toolbox crops: at least 3x3
     x64 = bool(jax.config.jax_enable_x64)
     filt = args.hp_filter or ((0.0,) * 3,) * 3
     decode = functools.partial(
         _decode,
         layout="CHW" if args.data_format == "NCHW" else "HWC",
-        window=args.window_size,
+        window=window,
         filt_shape=(len(filt), len(filt[0])),
         dtype=_compute_dtype(x64),
     )
@@ -778,7 +809,19 @@ def _prepare_outputs(args: argparse.Namespace) -> None:
             raise _UsageError(f"--map {args.map}: cannot create the folder ({e.strerror})") from e
 
 
+def _check_definition(args: argparse.Namespace) -> None:
+    if args.definition == "windowed":
+        return
+    if args.ignore_flat:
+        raise _UsageError(f"--ignore-flat only applies to --definition windowed, not {args.definition}")
+    if args.definition == "toolbox" and args.hp_filter is not None:
+        raise _UsageError("--hp-filter does not apply to --definition toolbox (its feature is the Sobel magnitude)")
+    if args.definition == "zhou" and args.map:
+        raise _UsageError("--map: Zhou's global SCC has no map (use --definition windowed or toolbox)")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_definition(args)
     try:
         _cli_io.check_readers()
     except _cli_io.MissingReaderError as e:

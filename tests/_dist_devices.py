@@ -146,7 +146,45 @@ def main():
     single_two = update(s_single, single(p), single(t))
     out["metric_sharded"] = [float(m_sharded.compute()), state_values(single_two)["score"]]
 
-    # 7. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
+    # 7. jax_scc.nnx.SCC in a jitted nnx eval step over the sharded batch (flax optional).
+    try:
+        from flax import nnx
+    except ImportError:
+        out["nnx_sharded"] = None
+    else:
+        from jax_scc.nnx import SCC
+
+        metrics = nnx.MultiMetric(loss=nnx.metrics.Average("loss"), scc=SCC(window_size=WS))
+        eval_step = nnx.jit(lambda m, p, t, mask: m.update(loss=jax.numpy.zeros(p.shape[0]), preds=p, target=t, mask=mask))
+        eval_step(metrics, ps, ts, jax.device_put(mask, by_batch))
+        out["nnx_sharded"] = [float(metrics.compute()["scc"]), state_values(s_single)["score"]]
+        out["nnx_count"] = int(metrics.scc.count[...])
+
+    # 8. The pooled remote-sensing totals under jit, inputs sharded over the batch axis.
+    pooled = jax.jit(jax_scc.pooled_scc_update)
+    bands = {}
+    for where, (pp, tt, mm) in (("sharded", (ps, ts, jax.device_put(mask, by_batch))),
+                                ("single", (single(p), single(t), single(mask)))):
+        s = pooled(jax_scc.pooled_scc_init(2, "zhou"), pp, tt, mask=mm)
+        bands[where] = np.asarray(jax_scc.pooled_scc_compute(s, per_band=True)).tolist()
+    out["pooled_sharded"] = [bands["sharded"], bands["single"]]
+    # ... and inside shard_map: each device pools its rows, then pooled_scc_sync.
+    synced = jax.jit(
+        jax.shard_map(
+            lambda p, t, m: jax_scc.pooled_scc_compute(
+                jax_scc.pooled_scc_sync(
+                    jax_scc.pooled_scc_update(jax_scc.pooled_scc_init(2, "zhou"), p, t, mask=m), "batch"
+                ),
+                per_band=True,
+            ),
+            mesh=mesh,
+            in_specs=(P("batch"),) * 3,
+            out_specs=P(),
+        )
+    )
+    out["pooled_shard_map_sync"] = [np.asarray(synced(p, t, mask)).tolist(), bands["single"]]
+
+    # 9. examples/evaluate_stack.py: padded, masked batches sharded over the devices.
     import contextlib
     import importlib.util
     import io

@@ -265,6 +265,24 @@ def _bad_file_cases(root: Path):
     }
 
 
+def test_definition_option_selects_the_remote_sensing_scc(formats, tmp_path, capsys):
+    """--definition toolbox / zhou score like pansharpening_scc / global_scc;
+    the toolbox's map is its cropped per-pixel map."""
+    pred_dir, target_dir, expected = formats
+    p, t = (np.asarray(a, np.float32)[None] for a in expected["rgb8.png"])
+    args = (pred_dir / "rgb8.png", target_dir / "rgb8.png")
+    status, out, _ = run(capsys, "--definition", "toolbox", "--map", tmp_path / "maps", *args)
+    assert status == 0
+    assert float(out) == pytest.approx(float(jax_scc.pansharpening_scc(p, t, data_format="NHWC")), abs=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "maps" / "rgb8.png.scc.npy"),
+                               jax_scc.pansharpening_scc_map(p, t, data_format="NHWC")[0], atol=1e-7)
+    status, out, _ = run(capsys, "--definition", "zhou", *args)
+    assert status == 0
+    assert float(out) == pytest.approx(float(jax_scc.global_scc(p, t, data_format="NHWC")), abs=1e-6)
+    status, _, err = run(capsys, "--definition", "zhou", "--ignore-flat", *args)
+    assert status == 2 and "--ignore-flat" in err[0]
+
+
 @pytest.mark.parametrize(
     "case",
     ["missing file", "not an image", "truncated image", "mismatched shapes", "4-D array",

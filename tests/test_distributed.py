@@ -71,6 +71,13 @@ def test_four_devices_give_the_single_device_result():
     assert abs(result["metric_on_device_2"][0] - result["metric_on_device_2"][1]) <= TOL
     assert result["metric_sharded_state_devices"] == [0, 1, 2, 3]
     assert abs(result["metric_sharded"][0] - result["metric_sharded"][1]) <= TOL
+    # flax.nnx: the metric in a jitted nnx eval step over the sharded batch.
+    if result["nnx_sharded"] is not None:
+        assert result["nnx_count"] == 9
+        assert abs(result["nnx_sharded"][0] - result["nnx_sharded"][1]) <= TOL
+    # The remote-sensing pooled totals (global_scc's moments) under jit.
+    np.testing.assert_allclose(*result["pooled_sharded"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(*result["pooled_shard_map_sync"], atol=TOL, rtol=0)
     # examples/evaluate_stack.py: 10 images in 3 padded batches of 4 over 4 devices.
     run = result["evaluate_stack"]
     out = run["printed"]

@@ -14,7 +14,7 @@ import pytest
 import jax_scc
 
 ROOT = Path(__file__).parent.parent
-OPTIONAL_DEPENDENCIES = {"jax_scc.clu": "clu"}
+OPTIONAL_DEPENDENCIES = {"jax_scc.clu": "clu", "jax_scc.nnx": "flax"}
 
 
 def _module_names():
@@ -57,12 +57,14 @@ def _python_blocks(path):
 @pytest.mark.parametrize("path", ["README.md", "docs/migrating_from_torchmetrics.md"])
 def test_python_blocks_run(path):
     """```python blocks run in order, in one namespace per file (```py blocks are
-    illustrations); blocks using clu need clu."""
+    illustrations); blocks using clu need clu, blocks using flax need flax."""
     blocks = _python_blocks(path)
     assert len(blocks) >= 3
     namespace = {"__name__": "docs_example"}
     for i, block in enumerate(blocks):
         if "clu" in block and importlib.util.find_spec("clu") is None:
+            continue
+        if "flax" in block and importlib.util.find_spec("flax") is None:
             continue
         exec(compile(block, f"{path}[python block {i}]", "exec"), namespace)
 

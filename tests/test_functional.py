@@ -243,6 +243,12 @@ def _entry_points():
         points["clu.SCC.with_config"] = SCC.with_config.__func__
     except ImportError:
         pass
+    try:
+        from jax_scc.nnx import SCC as NnxSCC
+
+        points["nnx.SCC"] = NnxSCC.__init__
+    except ImportError:
+        pass
     return points
 
 

@@ -57,8 +57,9 @@ def test_wheel_contents_and_metadata(tmp_path):
     assert metadata["Summary"] and metadata["Keywords"]
     assert "Typing :: Typed" in metadata.get_all("Classifier")
     extras = set(metadata.get_all("Provides-Extra"))
-    assert {"cli", "test", "examples", "clu", "bench"} <= extras
+    assert {"cli", "test", "examples", "clu", "nnx", "bench"} <= extras
     requires = metadata.get_all("Requires-Dist")
+    assert any(r.startswith("flax") and 'extra == "nnx"' in r for r in requires)
     assert any(r.startswith("imageio") and 'extra == "cli"' in r for r in requires)
     assert any(r.startswith("tifffile") and 'extra == "cli"' in r for r in requires)
     assert any(r.startswith("jax>=") and "extra" not in r for r in requires)
