@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
+from jax_scc._src import extents
 from jax_scc._src.config import Config
 from jax_scc._src.execution import chunked, whole
 
@@ -60,12 +61,12 @@ def strategy(config: Config, backend: Optional[str] = None) -> Strategy:
     return Strategy("chunked" if backend == "cpu" else "whole", pairing)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _scc(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _scc(p: jax.Array, t: jax.Array, sizes: Optional[jax.Array], config: Config, output: str) -> jax.Array:
     s = strategy(config)
     if output == "map":
-        return s.module.scc_map(p, t, config, s.pairing)
-    return s.module.scores(p, t, config, s.pairing)[0]
+        return s.module.scc_map(p, t, config, s.pairing, sizes=sizes)
+    return s.module.scores(p, t, config, s.pairing, sizes=sizes)[0]
 
 
 @functools.partial(_scc.defjvp, symbolic_zeros=True)
@@ -85,11 +86,13 @@ def _scc_jvp(config: Config, output: str, primals, tangents):
       it chunk by chunk.
     """
     s = strategy(config)
-    p, t = primals
-    tangents = tuple(None if type(x) is SymbolicZero else x for x in tangents)
+    p, t, sizes = primals  # the sizes (integers) have no tangent
+    tangents = tuple(None if type(x) is SymbolicZero else x for x in tangents[:2])
     if output == "map":
-        return s.module.scc_map(p, t, config, s.pairing, tangents=tangents)
-    scores, grads, counted = s.module.scores(p, t, config, s.pairing, gradients=tuple(x is not None for x in tangents))
+        return s.module.scc_map(p, t, config, s.pairing, tangents=tangents, sizes=sizes)
+    scores, grads, counted = s.module.scores(
+        p, t, config, s.pairing, gradients=tuple(x is not None for x in tangents), sizes=sizes
+    )
     n = p.shape[0]
     d = sum(jnp.sum((g * x).reshape(n, -1), axis=1) for g, x in zip(grads, tangents) if x is not None)
     has_data = counted > 0
@@ -97,7 +100,15 @@ def _scc_jvp(config: Config, output: str, primals, tangents):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "output"))
-def evaluate(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
+def evaluate(p: jax.Array, t: jax.Array, config: Config, output: str, sizes: Optional[jax.Array] = None) -> jax.Array:
     """The SCC map or per-sample scores of 4-D inputs (see the strategies),
-    differentiable by the rule above in forward and reverse mode, to any order."""
-    return _scc(p, t, config, output)
+    differentiable by the rule above in forward and reverse mode, to any order.
+
+    With ``sizes`` (``int32 (N, 2)``, ``config.extents``), each sample is an
+    image of that height and width in the top-left of its canvas: the canvas
+    is first reflected at each image's own border
+    (:func:`~jax_scc._src.extents.reflect_at_extents`, differentiated by
+    JAX), and the strategies leave out what lies outside it."""
+    if sizes is not None:
+        p, t = (extents.reflect_at_extents(x, sizes, config) for x in (p, t))
+    return _scc(p, t, sizes, config, output)

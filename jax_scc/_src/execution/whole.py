@@ -21,15 +21,17 @@ def scc_map(
     config: Config,
     pairing: str,
     tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
+    sizes: Optional[jax.Array] = None,
 ):
     """The SCC map of 4-D inputs (layout of the input; NaN where left out), in
     one graph; with ``tangents`` (of ``p`` and ``t``, ``None`` for zero) also
     its tangent, as a ``jax.checkpoint`` (reverse mode recomputes the
-    definition's intermediate results instead of keeping them)."""
+    definition's intermediate results instead of keeping them). ``sizes``:
+    each sample's image extent (``config.extents``), or ``None``."""
     fmt = config.data_format
 
     def compute(p, t, dp, dt):
-        band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config)
+        band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config, sizes)
         d = None
         if tangents is not None:
             d = definition.Tangents(
@@ -46,7 +48,14 @@ def scc_map(
     return jax.jvp(lambda m: as_output(pixels._replace(map=m)), (pixels.map,), (d_map,))
 
 
-def scores(p: jax.Array, t: jax.Array, config: Config, pairing: str, gradients: Tuple[bool, bool] = (False, False)):
+def scores(
+    p: jax.Array,
+    t: jax.Array,
+    config: Config,
+    pairing: str,
+    gradients: Tuple[bool, bool] = (False, False),
+    sizes: Optional[jax.Array] = None,
+):
     """Per-sample scores of 4-D inputs, shape ``(N,)``, in one graph; and for
     each input with ``gradients`` True, the gradient of the sum of each
     sample's counted map pixels (see :func:`~jax_scc._src.execution.chunked.scores`)."""
@@ -57,7 +66,7 @@ def scores(p: jax.Array, t: jax.Array, config: Config, pairing: str, gradients: 
         inputs = [p, t]
         for k, x in zip(wanted, diff):
             inputs[k] = x
-        band = definition.whole_planes(*(to_nchw(x, fmt) for x in inputs), config)
+        band = definition.whole_planes(*(to_nchw(x, fmt) for x in inputs), config, sizes)
         pixels, _ = definition.band_map(band, config, pairing=pairing)
         return definition.counted_sum(pixels), definition.row_stats(pixels)
 
