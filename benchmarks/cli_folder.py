@@ -175,7 +175,8 @@ def make_mixed_folders(root: Path, sizes, seed: int = 0):
 
 def _timed_process(argv, env) -> Tuple[float, str]:
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    # Outside the repository: ``python -m`` puts the working folder first on sys.path.
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd=tempfile.gettempdir())
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed ({proc.returncode}): {proc.stderr[-2000:]}")

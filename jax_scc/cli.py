@@ -66,9 +66,11 @@ _AHEAD_BYTES = 1 << 29
 _BUFFER_BYTES = 1 << 29
 #: Canvas sizes are first rounded up to multiples of this (then merged, see plan_canvases).
 CANVAS_STEP = 64
+#: A merged canvas is its images' largest height and width rounded up to this.
+CANVAS_FIT = 16
 #: One more compilation costs about as much as scoring this many more canvas
-#: pixels: on CPU ~1.5 s against ~40 Mpix/s; on accelerators far more pixels.
-_CPU_COMPILE_PIXELS = 1 << 26
+#: pixels: on CPU ~1.5 s against ~22 Mpix/s (grey); on accelerators far more.
+_CPU_COMPILE_PIXELS = 1 << 25
 _COMPILE_PIXELS = 1 << 32
 
 _DESCRIPTION = """\
@@ -456,7 +458,9 @@ def plan_canvases(
     rounded size); then, greedily, the two buckets whose merge (the larger
     height and the larger width) saves the most are merged, for as long as a
     merge saves something. The cost of a plan is ``compile_pixels`` per canvas
-    (one compilation each) plus the canvas pixels of every image.
+    (one compilation each) plus the canvas pixels of every image. Each final
+    canvas is the largest height and width of its images, rounded up to
+    multiples of :data:`CANVAS_FIT`.
 
     Args:
       sizes: ``(height, width)`` of every pair (repeated for pairs of one size).
@@ -483,12 +487,16 @@ def plan_canvases(
         i, j, merged = pair
         n = buckets[i][1] + buckets[j][1]
         buckets = [b for k, b in enumerate(buckets) if k not in (i, j)] + [(merged, n)]
-    canvases = [canvas for canvas, _ in buckets]
-    plan = {}
+    bucket_of = {}
     for h, w in set(sizes):
-        fits = [c for c in canvases if c[0] >= h and c[1] >= w]
-        plan[(h, w)] = min(fits, key=lambda c: c[0] * c[1])
-    return plan
+        rounded = (_round_up(h, step), _round_up(w, step))
+        fits = [c for c, _ in buckets if c[0] >= rounded[0] and c[1] >= rounded[1]]
+        bucket_of[(h, w)] = min(fits, key=lambda c: c[0] * c[1])
+    fitted = {}
+    for (h, w), bucket in bucket_of.items():
+        old = fitted.get(bucket, (0, 0))
+        fitted[bucket] = (max(old[0], _round_up(h, CANVAS_FIT)), max(old[1], _round_up(w, CANVAS_FIT)))
+    return {size: fitted[bucket] for size, bucket in bucket_of.items()}
 
 
 def _shardings(devices: Tuple[Any, ...]):
@@ -560,7 +568,9 @@ class _Scorer:
         self._maps = _jitted_maps(key, devices) if want_maps else None
         from jax_scc import scc_init
 
-        self.state = scc_init()  # every scored pair's score, padding masked out
+        # Every scored pair's score, padding masked out; placed as the step
+        # returns it, so that the second batch does not trace the step again.
+        self.state = jax.device_put(scc_init(), _shardings(devices)[1])
         self.batch_size = batch_size
         self._canvases = canvases  # image size -> canvas (plan_canvases)
         self._planned = collections.Counter(canvases.values())  # pairs per canvas, about
