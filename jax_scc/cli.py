@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import contextlib
 import csv
 import functools
 import json
@@ -981,5 +982,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERNAL
 
 
+def console_main() -> None:
+    """The ``jax-scc`` and ``python -m jax_scc`` entry point: :func:`main`, then
+    the process ends without tearing the interpreter down (flushing stdout and
+    stderr first). JAX's teardown adds about 0.2 s to every run, as much as
+    scoring 30 images on a CPU; every output has been written by then."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -1,6 +1,8 @@
 """Images of different sizes in one canvas (``sizes=``, ``pad_to_canvas``): each
 image scored as alone, against the float64 definition of the image by itself."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -139,3 +141,30 @@ def test_bad_sizes_and_canvases():
     batch, sizes = jax_scc.pad_to_canvas([np.ones((4, 5, 3), np.uint8), np.ones((6, 2, 3), np.uint8)], data_format="NHWC")
     assert batch.shape == (2, 6, 5, 3) and batch.dtype == np.uint8 and sizes.tolist() == [[4, 5], [6, 2]]
     assert batch[0, 4:].sum() == 0 and batch[1, :, 2:].sum() == 0
+
+
+def test_whole_graph_strategy_honours_the_extents():
+    """The one-graph strategy (GPU/TPU), run here on CPU: map, scores and
+    gradients with sizes agree with the chunk walk's."""
+    from jax_scc._src import extents
+    from jax_scc._src.config import make_config
+    from jax_scc._src.execution import chunked, whole
+
+    preds, target = _images(5, channels=1, sizes=[(20, 31), (33, 17)])
+    p, t, sizes = _canvases(preds, target, "NHWC", fill=0.0)
+    config = dataclasses.replace(make_config(None, 5, data_format="NHWC", ignore_flat=True), extents=True)
+
+    def run(module):
+        def both(p, t):
+            p, t = (extents.reflect_at_extents(x, sizes, config) for x in (p, t))
+            m = module.scc_map(p, t, config, "slices", sizes=sizes)
+            s, grads, _ = module.scores(p, t, config, "slices", gradients=(True, False), sizes=sizes)
+            return m, s, grads[0]
+
+        return jax.jit(both)(p, t)
+
+    (m, s, g), (m_walk, s_walk, g_walk) = run(whole), run(chunked)
+    np.testing.assert_allclose(m, m_walk, atol=1e-5, rtol=0, equal_nan=True)
+    np.testing.assert_allclose(s, s_walk, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(g, g_walk, atol=1e-5 * float(np.abs(g_walk).max()), rtol=0)
+    assert np.isnan(np.asarray(m)[0, 20:]).all() and np.isfinite(np.asarray(s)).all()
