@@ -558,6 +558,7 @@ class _Scorer:
         batch_size: Optional[int],
         want_maps: bool,
         canvases: Dict[Tuple[int, int], Tuple[int, int]],
+        planned: Dict[Tuple[int, int], int],
     ):
         import jax
 
@@ -574,7 +575,7 @@ class _Scorer:
         self.state = jax.device_put(scc_init(), _shardings(devices)[1])
         self.batch_size = batch_size
         self._canvases = canvases  # image size -> canvas (plan_canvases)
-        self._planned = collections.Counter(canvases.values())  # pairs per canvas, about
+        self._planned = planned  # pairs per canvas (from the headers)
         self._groups: "collections.OrderedDict[Tuple, List]" = collections.OrderedDict()
         self._buffered = 0
         self._inflight: "collections.deque" = collections.deque()
@@ -810,7 +811,8 @@ def _score_pairs(pairs: List[_Pair], args: argparse.Namespace, folders: bool) ->
         announced = [s for s in pool.map(lambda i: _cli_io.image_size(pairs[i].target, layout), todo) if s]
         on_cpu = jax.default_backend() == "cpu"
         canvases = plan_canvases(announced, _CPU_COMPILE_PIXELS if on_cpu else _COMPILE_PIXELS)
-        scorer = _Scorer(options, args.batch_size, want_maps=bool(args.map), canvases=canvases)
+        planned = collections.Counter(canvases[s] for s in announced)
+        scorer = _Scorer(options, args.batch_size, want_maps=bool(args.map), canvases=canvases, planned=planned)
 
         def collect() -> None:
             indices, scores, maps = scorer.collect()

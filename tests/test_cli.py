@@ -449,7 +449,7 @@ def test_python_m_on_four_devices_matches_one_device(formats, capsys):
 # --- images of many sizes -------------------------------------------------------------------
 
 
-def test_mixed_sizes_score_as_alone_in_one_canvas(tmp_path, capsys):
+def test_mixed_sizes_score_as_alone_in_one_canvas(tmp_path, capsys, monkeypatch):
     """Grey and colour pairs of several sizes: each size is planned into one
     canvas per channel count, every pair scores as the float64 definition of
     the pair alone, and the maps are cropped to each image."""
@@ -467,7 +467,10 @@ def test_mixed_sizes_score_as_alone_in_one_canvas(tmp_path, capsys):
             iio.imwrite(tmp_path / "t" / name, t)
             expected[name] = ref.scc(p[None], t[None], data_format="NHWC" if p.ndim == 3 else "NCHW")
     assert set(cli.plan_canvases(sizes).values()) == {(48, 48)}
+    batches = []
+    monkeypatch.setattr(cli._Scorer, "_batch_for", lambda self, key, f=cli._Scorer._batch_for: batches.append(f(self, key)) or batches[-1])
     status, out, err = run(capsys, "--json", "--map", tmp_path / "m", tmp_path / "p", tmp_path / "t")
+    assert set(batches) == {16}  # the 10 pairs planned in the canvas, to a power of two
     assert (status, err) == (0, [])
     doc = json.loads(out)
     assert doc["count"] == 10
