@@ -13,10 +13,10 @@ by dilated 2-tap depthwise ``lax.conv``) or ``"direct"`` (every window's
 values at once: O(w) per pass on CPU; on GPU/TPU, for windows up to 8 x 8,
 the two-pass formulation of :func:`~jax_scc._src.definition.planes_map`).
 ``"auto"`` picks per platform, from ``benchmarks/``: on CPU direct up to
-``_DIRECT_UP_TO`` and slices above (measured); on GPU and TPU direct up to
-:data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO` and slices above (from
-the accelerator compilers' own figures, ``benchmarks/accel_compile.py``:
-24 bytes/px on an H200 against 330 for slices).
+``_DIRECT_UP_TO`` and slices above (measured); on GPU direct up to
+:data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO` and slices above, on
+TPU slices (from the accelerator compilers' own figures,
+``benchmarks/accel_compile.py``).
 
 The platform is the one the program is *compiled for*, not
 ``jax.default_backend()``: an SCC evaluation is one primitive
@@ -79,7 +79,13 @@ def strategy(config: Config, platform: str) -> Strategy:
             pairing = "direct" if config.window_size <= _DIRECT_UP_TO else "slices"
         return Strategy("chunked", pairing)
     if pairing == "auto":
-        pairing = "direct" if config.window_size <= whole.WINDOW_2D_UP_TO else "slices"
+        # GPU: the two-pass formulation (an H200's compiler: 24 bytes/px, 2
+        # inputs of temporaries, against 330 and 10x for slices). TPU: slices,
+        # by the TPU compiler's own estimates: the two-pass formulation is 5x
+        # faster for a v6e forward, but its gradient (v5e and v6e) and a v5e
+        # forward are split into many pieces (60-130x temporaries).
+        small = config.window_size <= whole.WINDOW_2D_UP_TO
+        pairing = "direct" if small and platform != "tpu" else "slices"
     # TPU lays thin strips out in 8 x 128 tiles (and transposes around them):
     # there the high-pass reads a reflected copy of the images.
     return Strategy("whole", pairing, "padded" if platform == "tpu" else "strips")
