@@ -6,6 +6,8 @@ and differentiable as a loss.
 Public API:
 
 * :func:`spatial_correlation_coefficient` and :func:`scc_map`: the functional metric;
+* :func:`pad_to_canvas`: images of different sizes as one batch and their
+  ``sizes`` (every entry point takes ``sizes=``);
 * :class:`SCCState`, :func:`scc_init`, :func:`scc_update`, :func:`scc_merge`,
   :func:`scc_compute`, :func:`scc_sync`: running totals as a pure pytree;
 * :class:`SpatialCorrelationCoefficient`: a stateful, torchmetrics-style shell;
@@ -18,6 +20,7 @@ Public API:
 """
 
 from jax_scc._src.config import DEFAULT_HP_FILTER
+from jax_scc._src.extents import pad_to_canvas
 from jax_scc._src.functional import scc_map, spatial_correlation_coefficient
 from jax_scc._src.metric import SpatialCorrelationCoefficient, scc_update
 from jax_scc._src.pooled import (
@@ -38,6 +41,7 @@ __all__ = [
     "SCCState",
     "SpatialCorrelationCoefficient",
     "global_scc",
+    "pad_to_canvas",
     "pansharpening_scc",
     "pansharpening_scc_map",
     "pooled_scc_compute",

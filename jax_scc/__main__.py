@@ -1,8 +1,6 @@
 """``python -m jax_scc``: the ``jax-scc`` command (see :mod:`jax_scc.cli`)."""
 
-import sys
-
-from jax_scc.cli import main
+from jax_scc.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -191,6 +191,40 @@ def _read_pillow(path: str) -> np.ndarray:
     return arr
 
 
+def image_size(path: str, array_layout: str = "HWC") -> Optional[Tuple[int, int]]:
+    """``(height, width)`` of an image file from its header, without decoding
+    the pixels (to plan the command's canvas sizes); ``None`` if it cannot be
+    told (the file's decoding then reports what is wrong with it)."""
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".png":
+            with open(path, "rb") as f:
+                head = f.read(24)
+            if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                width, height = struct.unpack(">II", head[16:24])
+                return int(height), int(width)
+            return None
+        if suffix == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            if len(shape) == 2 or (len(shape) == 3 and array_layout == "HWC"):
+                return int(shape[0]), int(shape[1])
+            return (int(shape[1]), int(shape[2])) if len(shape) == 3 else None
+        if suffix in (".tif", ".tiff"):
+            with _tifffile().TiffFile(path) as tif:
+                series = tif.series[0]
+                axes, shape = series.axes, series.shape
+            if axes in ("YX", "YXS", "YXC"):
+                return int(shape[0]), int(shape[1])
+            return (int(shape[1]), int(shape[2])) if axes in ("SYX", "CYX") else None
+        from PIL import Image
+
+        with Image.open(path) as im:  # reads the header only
+            width, height = im.size
+        return int(height), int(width)
+    except Exception:
+        return None
+
+
 # --- 16-bit colour PNG ---------------------------------------------------------------
 
 _PNG_CHANNELS = {2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel

@@ -132,7 +132,12 @@ class SCC(clu.metrics.Metric):
 
     @classmethod
     def from_model_output(
-        cls, preds: Any, target: Any, mask: Optional[Any] = None, **model_outputs: Any
+        cls,
+        preds: Any,
+        target: Any,
+        mask: Optional[Any] = None,
+        sizes: Optional[Any] = None,
+        **model_outputs: Any,
     ) -> "SCC":
         """Scores one batch.
 
@@ -143,6 +148,9 @@ class SCC(clu.metrics.Metric):
           mask: optional ``(N,)`` per-sample mask (bool, or numbers where nonzero
             counts, as in ``clu.metrics.Average``); masked-out samples are not
             counted, even when they hold NaN.
+          sizes: optional integer ``(N, 2)``: each image's ``(height, width)``
+            in its canvas, for images of different sizes padded to one shape
+            (see :func:`jax_scc.pad_to_canvas`).
           **model_outputs: other model outputs of a ``Collection``, ignored.
 
         Raises:
@@ -161,7 +169,7 @@ class SCC(clu.metrics.Metric):
             mask = checks.as_real_array(mask, "mask")
             if mask.dtype != jnp.bool_:
                 mask = mask != 0  # numbers count where nonzero, as in clu.metrics.Average
-        return cls._from_state(metric.update(_state.scc_init(), preds, target, cls._config(), mask))
+        return cls._from_state(metric.update(_state.scc_init(), preds, target, cls._config(), mask, sizes))
 
     @classmethod
     def _from_state(cls, state: _state.SCCState) -> "SCC":

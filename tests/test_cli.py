@@ -409,8 +409,8 @@ def test_progress_bar_only_on_a_terminal(formats, capsys, monkeypatch):
     assert cli.main([str(pred_dir), str(target_dir)]) == 0
     text = term.getvalue()
     n = len(formats[2])
-    assert f"{n}/{n} pairs" in text
-    assert text.endswith("\r") and text.rsplit("\r", 2)[-2].strip() == ""  # erased at the end
+    assert f"0/{n} pairs" in text and "<" in text and "pairs/s" in text  # tqdm: count, ETA, rate
+    assert text.rstrip("\x1b[A").rsplit("\r", 1)[-1].strip() == ""  # erased at the end
 
 
 def test_help_and_version(capsys):
@@ -436,7 +436,7 @@ def test_importing_jax_scc_and_its_command_loads_no_optional_dependency():
     code = (
         "import sys, jax_scc, jax_scc.cli\n"
         "bad = {'imageio', 'tifffile', 'matplotlib', 'PIL', 'clu', 'flax', 'torch', 'skimage',\n"
-        "       'chex'} & set(sys.modules)\n"
+        "       'chex', 'tqdm'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(), cwd=REPO)
@@ -462,3 +462,62 @@ def test_python_m_on_four_devices_matches_one_device(formats, capsys):
     for a, b in zip(four["images"], one_device["images"]):
         assert a["scc"] == pytest.approx(b["scc"], abs=1e-6)
     assert math.isclose(four["mean"], one_device["mean"], abs_tol=1e-6)
+
+
+# --- images of many sizes -------------------------------------------------------------------
+
+
+def test_mixed_sizes_score_as_alone_in_one_canvas(tmp_path, capsys, monkeypatch):
+    """Grey and colour pairs of several sizes: each size is planned into one
+    canvas per channel count, every pair scores as the float64 definition of
+    the pair alone, and the maps are cropped to each image."""
+    import reference as ref
+
+    grey_t, grey_p, rgb_t, rgb_p = _photos()
+    sizes = [(48, 40), (30, 40), (48, 17), (20, 20), (33, 29)]
+    (tmp_path / "p").mkdir()
+    (tmp_path / "t").mkdir()
+    expected = {}
+    for k, (h, w) in enumerate(sizes):
+        for name, (p, t) in ((f"g{k}.png", (grey_p, grey_t)), (f"c{k}.png", (rgb_p, rgb_t))):
+            p, t = p[:h, :w], t[:h, :w]
+            iio.imwrite(tmp_path / "p" / name, p)
+            iio.imwrite(tmp_path / "t" / name, t)
+            expected[name] = ref.scc(p[None], t[None], data_format="NHWC" if p.ndim == 3 else "NCHW")
+    assert set(cli.plan_canvases(sizes).values()) == {(48, 48)}
+    batches = []
+    monkeypatch.setattr(cli._Scorer, "_batch_for", lambda self, key, f=cli._Scorer._batch_for: batches.append(f(self, key)) or batches[-1])
+    status, out, err = run(capsys, "--json", "--map", tmp_path / "m", tmp_path / "p", tmp_path / "t")
+    assert set(batches) == {16}  # the 10 pairs planned in the canvas, to a power of two
+    assert (status, err) == (0, [])
+    doc = json.loads(out)
+    assert doc["count"] == 10
+    for im in doc["images"]:
+        name = os.path.basename(im["pred"])
+        assert im["scc"] == pytest.approx(expected[name], abs=1e-6)
+        h, w = sizes[int(name[1])]
+        m = np.load(tmp_path / "m" / f"{name}.scc.npy")
+        assert m.shape == ((h, w) if name[0] == "g" else (h, w, 3)) and not np.isnan(m).any()
+
+
+def test_canvas_plan_trades_compilations_for_padding(tmp_path, monkeypatch):
+    sizes = [(181, 317)] * 3 + [(442, 172), (256, 256), (1000, 900)]
+    one = cli.plan_canvases(sizes, compile_pixels=1 << 40)
+    assert set(one.values()) == {(1008, 912)}  # compiling dominates: one canvas, fitted
+    own = cli.plan_canvases(sizes, compile_pixels=0)
+    assert own == {(181, 317): (192, 320), (442, 172): (448, 176), (256, 256): (256, 256), (1000, 900): (1008, 912)}
+    some = cli.plan_canvases(sizes, compile_pixels=1 << 20)
+    assert len(set(some.values())) == 2 and some[(1000, 900)] == (1008, 912)
+    # The compilation cache: off on request, never a failure where it cannot be written.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("JAX_SCC_NO_CACHE", raising=False)
+    folder = cli.compilation_cache_folder(False, None)
+    assert folder == str(tmp_path / "cache" / "jax_scc" / "xla") and os.path.isdir(folder)
+    assert cli.compilation_cache_folder(False, "/elsewhere") == "/elsewhere"
+    assert cli.compilation_cache_folder(True, "/elsewhere") is None
+    monkeypatch.setenv("JAX_SCC_NO_CACHE", "1")
+    assert cli.compilation_cache_folder(False, None) is None
+    monkeypatch.delenv("JAX_SCC_NO_CACHE")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # not a folder
+    assert cli.compilation_cache_folder(False, None) is None

@@ -47,7 +47,7 @@ def test_wheel_contents_and_metadata(tmp_path):
     assert f"{info}/licenses/LICENSE" in names
 
     assert "[console_scripts]" in entry_points
-    assert "jax-scc = jax_scc.cli:main" in entry_points
+    assert "jax-scc = jax_scc.cli:console_main" in entry_points
 
     assert metadata["Name"] == "jax_scc"
     assert metadata["Version"] == jax_scc.__version__

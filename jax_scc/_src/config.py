@@ -47,6 +47,10 @@ class Config:
         :mod:`jax_scc._src.execution` resolves it.
       ignore_nans: NaN input pixels are missing data.
       ignore_flat: map pixels whose target window is flat are left out.
+      extents: each sample is an image of its own size in the top-left of the
+        canvas (``sizes``, an ``int32 (N, 2)`` array given with the inputs;
+        :mod:`jax_scc._src.extents`); map pixels outside it are left out.
+        Set by the public functions when ``sizes`` is given, not by users.
     """
 
     hp_filter: Filter = DEFAULT_HP_FILTER
@@ -55,11 +59,12 @@ class Config:
     method: str = "auto"
     ignore_nans: bool = False
     ignore_flat: bool = False
+    extents: bool = False
 
     @property
     def masked(self) -> bool:
         """Whether some map pixels may be left out of the mean."""
-        return self.ignore_nans or self.ignore_flat
+        return self.ignore_nans or self.ignore_flat or self.extents
 
     def scores_key(self) -> Tuple[Any, ...]:
         """What determines the per-sample scores: configurations with equal keys

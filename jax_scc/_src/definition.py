@@ -66,7 +66,10 @@ class Band(NamedTuple):
         image hold the symmetric reflection where the filter reads them; rows
         that only the window's zero padding covers may hold anything.
       inside: bool ``(r + w - 1, 1)``: which high-passed rows
-        (``r0 - ceil((w-1)/2) ... r0 + r + floor((w-1)/2) - 1``) lie in the image.
+        (``r0 - ceil((w-1)/2) ... r0 + r + floor((w-1)/2) - 1``) lie in the image;
+        or, for images with their own extents (``config.extents``), bool
+        ``(S, 1, r + w - 1, W)``: which high-passed pixels of each of the
+        band's ``S`` samples lie in that sample's image (:func:`inside_rows`).
       sigma_p, sigma_t: :func:`~jax_scc._src.highpass.grid_scale` of the
         whole planes, shape ``(..., 1, 1)``, or ``None``.
     """
@@ -151,7 +154,7 @@ class HighPassed(NamedTuple):
 def high_pass(band: Band, config: Config, tangents: Optional[Tangents] = None) -> HighPassed:
     """The first stage: the band's high-passed rows (and their tangents)."""
     p, t = band.preds, band.target
-    inside = band.inside.reshape((1,) * (p.ndim - 2) + band.inside.shape)
+    inside = band.inside.reshape((1,) * (p.ndim - band.inside.ndim) + band.inside.shape)
     dp, dt = tangents if tangents is not None else (None, None)
     missing = None
     if config.ignore_nans:
@@ -192,6 +195,12 @@ def window_map(hp: HighPassed, config: Config, pairing: str = "slices") -> Tuple
         # hides no penalty. (A NaN variance is kept, so that NaN propagates.)
         structured = ~(jnp.maximum(mom.vt, 0) == 0)
         keep = structured if keep is None else keep & structured
+    if config.extents:
+        # Map pixels outside a sample's own image are not counted.
+        top = window_padding(config.window_size)[0]
+        own = lax.slice_in_dim(hp.inside, top, top + scc.shape[-2], axis=scc.ndim - 2)
+        own = jnp.broadcast_to(own, scc.shape)
+        keep = own if keep is None else keep & own
     d_scc = None if d_mom is None else scc_tangent(mom, d_mom, scc)
     return MapPixels(scc, keep), d_scc
 
@@ -244,11 +253,21 @@ def scc_tangent(mom: Moments, d_mom: Moments, scc: jax.Array) -> jax.Array:
     return sum(d[1:], d[0]) if d else zero
 
 
-def inside_rows(r0: Any, r: int, h: int, w: int) -> jax.Array:
-    """bool ``(r + w - 1, 1)``: high-passed rows of a band that lie in the image."""
+def inside_rows(
+    r0: Any, r: int, h: int, w: int, extents: Optional[jax.Array] = None, columns: int = 0
+) -> jax.Array:
+    """bool ``(r + w - 1, 1)``: high-passed rows of a band that lie in the image.
+
+    With ``extents`` (``int32 (S, 2)``: the height and width of each of the
+    band's ``S`` samples), bool ``(S, 1, r + w - 1, columns)``: the band's
+    high-passed pixels that lie in each sample's own image."""
     top, _ = window_padding(w)
     rows = r0 - top + jnp.arange(r + w - 1)
-    return ((rows >= 0) & (rows < h))[:, None]
+    if extents is None:
+        return ((rows >= 0) & (rows < h))[:, None]
+    in_rows = (rows[None] >= 0) & (rows[None] < extents[:, :1])  # (S, r + w - 1)
+    in_cols = jnp.arange(columns)[None] < extents[:, 1:]  # (S, columns)
+    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
 
 
 def extend_rows(x: jax.Array, config: Config) -> jax.Array:
@@ -260,13 +279,14 @@ def extend_rows(x: jax.Array, config: Config) -> jax.Array:
     return jnp.pad(x, widths)
 
 
-def whole_planes(p: jax.Array, t: jax.Array, config: Config) -> Band:
-    """The band ``[0, H)`` of whole ``(..., H, W)`` planes."""
+def whole_planes(p: jax.Array, t: jax.Array, config: Config, extents: Optional[jax.Array] = None) -> Band:
+    """The band ``[0, H)`` of whole ``(..., H, W)`` planes (with ``extents``,
+    ``(S, C, H, W)`` canvases of images of those sizes, :func:`inside_rows`)."""
     hp_filter = highpass.normalised(config.hp_filter)
     sigma_p = highpass.grid_scale(highpass.finite_peak(p), hp_filter)
     sigma_t = highpass.grid_scale(highpass.finite_peak(t), hp_filter)
     h = p.shape[-2]
-    inside = inside_rows(0, h, h, config.window_size)
+    inside = inside_rows(0, h, h, config.window_size, extents, p.shape[-1])
     return Band(extend_rows(p, config), extend_rows(t, config), inside, sigma_p, sigma_t)
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jax_scc._src import checks, execution
+from jax_scc._src import checks, execution, extents
 from jax_scc._src.config import Config, check_reduction, make_config
 
 
@@ -39,6 +39,20 @@ def _prepared(preds: ArrayLike, target: ArrayLike, config: Config):
     return p[:, None], t[:, None], config, True  # one channel
 
 
+def _evaluate(p: jax.Array, t: jax.Array, config: Config, output: str, sizes: Optional[ArrayLike]):
+    """:func:`~jax_scc._src.execution.evaluate` of checked 4-D inputs; with
+    ``sizes``, images of their own extents in the canvases (a sample whose
+    extent a per-image call would refuse is NaN throughout)."""
+    if sizes is None:
+        return execution.evaluate(p, t, config, output)
+    sizes = extents.check_sizes(sizes, p.shape[0])
+    config = dataclasses.replace(config, extents=True)
+    out = execution.evaluate(p, t, config, output, sizes)
+    canvas = checks.spatial_shape(p.shape, config.data_format)
+    ok = extents.valid(sizes, canvas, config).reshape((-1,) + (1,) * (out.ndim - 1))
+    return jnp.where(ok, out, jnp.full_like(out, jnp.nan))
+
+
 def arrays(preds: ArrayLike, target: ArrayLike):
     """``preds`` and ``target`` as JAX arrays of the compute dtype (a
     ``TypeError`` for what is not a real array); the rest of the checks run at
@@ -49,30 +63,36 @@ def arrays(preds: ArrayLike, target: ArrayLike):
     return p.astype(dtype), t.astype(dtype)
 
 
-def scores_of(preds: jax.Array, target: jax.Array, config: Config) -> jax.Array:
+def scores_of(preds: jax.Array, target: jax.Array, config: Config, sizes: Optional[ArrayLike] = None) -> jax.Array:
     """Checked per-sample SCC scores, shape ``(N,)``: the scores behind every
     reduction, the running totals and the class (traceable: call it inside a
-    ``jit``)."""
+    ``jit``). ``sizes``: each image's ``(height, width)`` in its canvas, or ``None``."""
     p, t, config, _ = _prepared(preds, target, config)
     if p.shape[0] == 0:
+        if sizes is not None:
+            extents.check_sizes(sizes, 0)
         return jnp.zeros((0,), p.dtype)
-    return execution.evaluate(p, t, config, "scores")
+    return _evaluate(p, t, config, "scores", sizes)
 
 
 # The public functions run as one compiled program each (checks at trace time,
 # casts, the strategy, the reduction), so that an eager call dispatches once.
 @functools.partial(jax.jit, static_argnames=("config", "reduction"))
-def _reduced_scores(preds: jax.Array, target: jax.Array, config: Config, reduction: str) -> jax.Array:
-    scores = scores_of(preds, target, config)
+def _reduced_scores(
+    preds: jax.Array, target: jax.Array, sizes: Optional[jax.Array], config: Config, reduction: str
+) -> jax.Array:
+    scores = scores_of(preds, target, config, sizes)
     if reduction == "none":
         return scores
     return jnp.mean(scores) if scores.shape[0] else jnp.full((), jnp.nan, scores.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _map(preds: jax.Array, target: jax.Array, config: Config) -> jax.Array:
+def _map(preds: jax.Array, target: jax.Array, sizes: Optional[jax.Array], config: Config) -> jax.Array:
     p, t, config, three_d = _prepared(preds, target, config)
-    m = execution.evaluate(p, t, config, "map") if p.shape[0] else p
+    if not p.shape[0] and sizes is not None:
+        extents.check_sizes(sizes, 0)
+    m = _evaluate(p, t, config, "map", sizes) if p.shape[0] else p
     return m[:, 0] if three_d else m
 
 
@@ -86,6 +106,7 @@ def scc_map(
     ignore_nans: bool = False,
     ignore_flat: bool = False,
     method: str = "auto",
+    sizes: Optional[ArrayLike] = None,
 ) -> jax.Array:
     """Per-pixel Spatial Correlation Coefficient map.
 
@@ -112,6 +133,13 @@ def scc_map(
       method: how the windows are formed (static): ``"slices"``, ``"conv"``,
         ``"direct"`` or ``"auto"`` (see the README's Speed section). The same
         numbers to float32 rounding.
+      sizes: optional integer ``(N, 2)``: each sample's ``(height, width)``
+        when images of different sizes share one canvas (data, not static:
+        one compilation serves every size that fits). Image ``i`` lies in the
+        top-left ``sizes[i]`` pixels; the map there equals the map of the
+        image scored alone, and is NaN outside it. A sample whose size a
+        per-image call would refuse (larger than the canvas, smaller than
+        the window) is NaN throughout. See :func:`~jax_scc.pad_to_canvas`.
 
     Returns:
       The SCC map with the shape of ``preds``; float32, or float64 for float64 input.
@@ -119,7 +147,8 @@ def scc_map(
     Raises:
       TypeError: if an input is not a real array, or a flag not a bool.
       ValueError: on mismatched shapes, a rank other than 3 or 4, no channels,
-        an invalid ``window_size``, ``data_format``, ``hp_filter`` or ``method``.
+        an invalid ``window_size``, ``data_format``, ``hp_filter`` or ``method``,
+        or ``sizes`` not of shape ``(N, 2)`` (a ``TypeError`` if not integers).
 
     Example:
       >>> import numpy as np
@@ -140,7 +169,7 @@ def scc_map(
         ignore_nans=ignore_nans,
         ignore_flat=ignore_flat,
     )
-    return _map(*arrays(preds, target), config)
+    return _map(*arrays(preds, target), extents.as_array(sizes), config)
 
 
 def spatial_correlation_coefficient(
@@ -154,6 +183,7 @@ def spatial_correlation_coefficient(
     ignore_nans: bool = False,
     ignore_flat: bool = False,
     method: str = "auto",
+    sizes: Optional[ArrayLike] = None,
 ) -> jax.Array:
     """Spatial Correlation Coefficient (SCC) between two image batches.
 
@@ -184,6 +214,13 @@ def spatial_correlation_coefficient(
       method: how the windows are formed (static): ``"slices"``, ``"conv"``,
         ``"direct"`` or ``"auto"`` (see the README's Speed section). The same
         numbers to float32 rounding.
+      sizes: optional integer ``(N, 2)``: each sample's ``(height, width)``
+        when images of different sizes share one canvas (data, not static:
+        one compilation serves every size that fits). Image ``i`` lies in the
+        top-left ``sizes[i]`` pixels and scores as it would alone (its own
+        borders, its own pixels; the canvas beyond is never read). A sample
+        whose size a per-image call would refuse (larger than the canvas,
+        smaller than the window) scores NaN. See :func:`~jax_scc.pad_to_canvas`.
 
     Returns:
       A scalar (``reduction="mean"``) or an ``(N,)`` array; float32, or float64
@@ -194,7 +231,8 @@ def spatial_correlation_coefficient(
       TypeError: if an input is not a real array, or a flag not a bool.
       ValueError: on mismatched shapes, a rank other than 3 or 4, no channels,
         an invalid ``window_size``, ``reduction``, ``data_format``,
-        ``hp_filter`` or ``method``.
+        ``hp_filter`` or ``method``, or ``sizes`` not of shape ``(N, 2)`` (a
+        ``TypeError`` if not integers).
 
     Example:
       >>> import numpy as np
@@ -218,4 +256,4 @@ def spatial_correlation_coefficient(
         ignore_nans=ignore_nans,
         ignore_flat=ignore_flat,
     )
-    return _reduced_scores(*arrays(preds, target), config, check_reduction(reduction))
+    return _reduced_scores(*arrays(preds, target), extents.as_array(sizes), config, check_reduction(reduction))

@@ -9,7 +9,7 @@ from typing import Optional, Tuple, Union
 import jax
 from jax.typing import ArrayLike
 
-from jax_scc._src import state as state_lib
+from jax_scc._src import extents, state as state_lib
 from jax_scc._src.config import Config, make_config
 from jax_scc._src.checks import as_real_array
 from jax_scc._src.functional import arrays, scores_of
@@ -28,6 +28,7 @@ def scc_update(
     ignore_nans: bool = False,
     ignore_flat: bool = False,
     method: str = "auto",
+    sizes: Optional[ArrayLike] = None,
 ) -> SCCState:
     """Adds the per-sample SCC scores of a batch to the running totals.
 
@@ -54,6 +55,8 @@ def scc_update(
         (static), as in :func:`~jax_scc.spatial_correlation_coefficient`.
       method: ``"auto"``, ``"slices"``, ``"conv"`` or ``"direct"`` (static), as in
         :func:`~jax_scc.spatial_correlation_coefficient`.
+      sizes: optional integer ``(N, 2)``: each sample's ``(height, width)`` in
+        its canvas (data), as in :func:`~jax_scc.spatial_correlation_coefficient`.
 
     Returns:
       The updated :class:`SCCState`. An unmasked sample holding NaN or Inf
@@ -84,7 +87,7 @@ def scc_update(
         ignore_nans=ignore_nans,
         ignore_flat=ignore_flat,
     )
-    return update(state, preds, target, config, mask)
+    return update(state, preds, target, config, mask, sizes)
 
 
 def update(
@@ -93,12 +96,13 @@ def update(
     target: ArrayLike,
     config: Config,
     mask: Optional[ArrayLike] = None,
+    sizes: Optional[ArrayLike] = None,
 ) -> SCCState:
     """:func:`scc_update` with its configuration already made: one compiled
     step per input shape (the checks run at trace time)."""
     state = state_lib.check_state(state)
     mask = None if mask is None else as_real_array(mask, "mask")
-    return _update_step(state, *arrays(preds, target), mask, config=config)
+    return _update_step(state, *arrays(preds, target), mask, extents.as_array(sizes), config=config)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -107,9 +111,10 @@ def _update_step(
     preds: jax.Array,
     target: jax.Array,
     mask: Optional[jax.Array],
+    sizes: Optional[jax.Array],
     config: Config,
 ) -> SCCState:
-    return state_lib.add_scores(state, scores_of(preds, target, config), mask)
+    return state_lib.add_scores(state, scores_of(preds, target, config, sizes), mask)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -118,9 +123,10 @@ def _forward_step(
     preds: jax.Array,
     target: jax.Array,
     mask: Optional[jax.Array],
+    sizes: Optional[jax.Array],
     config: Config,
 ) -> Tuple[SCCState, jax.Array]:
-    batch = state_lib.add_scores(state_lib.scc_init(), scores_of(preds, target, config), mask)
+    batch = state_lib.add_scores(state_lib.scc_init(), scores_of(preds, target, config, sizes), mask)
     return state_lib.scc_merge(state, batch), state_lib.scc_compute(batch)
 
 
@@ -201,7 +207,11 @@ class SpatialCorrelationCoefficient:
         self._num_updates = 0
 
     def update(
-        self, preds: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike] = None
+        self,
+        preds: ArrayLike,
+        target: ArrayLike,
+        mask: Optional[ArrayLike] = None,
+        sizes: Optional[ArrayLike] = None,
     ) -> None:
         """Adds a batch's per-sample scores to the running totals.
 
@@ -209,12 +219,18 @@ class SpatialCorrelationCoefficient:
           preds: predicted images (see :func:`~jax_scc.spatial_correlation_coefficient`).
           target: ground-truth images, same shape as ``preds``.
           mask: optional boolean ``(N,)``; ``False`` drops a sample.
+          sizes: optional integer ``(N, 2)``: each image's ``(height, width)``
+            in its canvas (see :func:`~jax_scc.pad_to_canvas`).
         """
-        self._state = update(self._state, preds, target, self._config, mask)
+        self._state = update(self._state, preds, target, self._config, mask, sizes)
         self._num_updates += 1
 
     def __call__(
-        self, preds: ArrayLike, target: ArrayLike, mask: Optional[ArrayLike] = None
+        self,
+        preds: ArrayLike,
+        target: ArrayLike,
+        mask: Optional[ArrayLike] = None,
+        sizes: Optional[ArrayLike] = None,
     ) -> jax.Array:
         """Scores this batch and accumulates it (torchmetrics' ``forward``).
 
@@ -222,13 +238,17 @@ class SpatialCorrelationCoefficient:
           preds: predicted images (see :func:`~jax_scc.spatial_correlation_coefficient`).
           target: ground-truth images, same shape as ``preds``.
           mask: optional boolean ``(N,)``; ``False`` drops a sample.
+          sizes: optional integer ``(N, 2)``: each image's ``(height, width)``
+            in its canvas.
 
         Returns:
           The mean score of this batch's (unmasked) samples, a float32 scalar
           (NaN if every sample is masked out).
         """
         mask = None if mask is None else as_real_array(mask, "mask")
-        self._state, score = _forward_step(self._state, *arrays(preds, target), mask, config=self._config)
+        self._state, score = _forward_step(
+            self._state, *arrays(preds, target), mask, extents.as_array(sizes), config=self._config
+        )
         self._num_updates += 1
         return score
 

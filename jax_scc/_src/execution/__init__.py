@@ -38,6 +38,7 @@ from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from jax_scc._src import extents
 from jax_scc._src.config import Config
 from jax_scc._src.execution import chunked, whole
 
@@ -58,15 +59,15 @@ class Strategy(NamedTuple):
     pairing: str  # "slices", "conv" or "direct"
     borders: str = "strips"  # whole, direct: how the high-pass reflects ("strips" or "padded")
 
-    def scc_map(self, p, t, config: Config, tangents=None):
+    def scc_map(self, p, t, config: Config, tangents=None, sizes=None):
         if self.name == "chunked":
-            return chunked.scc_map(p, t, config, self.pairing, tangents=tangents)
-        return whole.scc_map(p, t, config, self.pairing, tangents=tangents, borders=self.borders)
+            return chunked.scc_map(p, t, config, self.pairing, tangents=tangents, sizes=sizes)
+        return whole.scc_map(p, t, config, self.pairing, tangents=tangents, borders=self.borders, sizes=sizes)
 
-    def scores(self, p, t, config: Config, gradients=(False, False)):
+    def scores(self, p, t, config: Config, gradients=(False, False), sizes=None):
         if self.name == "chunked":
-            return chunked.scores(p, t, config, self.pairing, gradients=gradients)
-        return whole.scores(p, t, config, self.pairing, gradients=gradients, borders=self.borders)
+            return chunked.scores(p, t, config, self.pairing, gradients=gradients, sizes=sizes)
+        return whole.scores(p, t, config, self.pairing, gradients=gradients, borders=self.borders, sizes=sizes)
 
 
 def strategy(config: Config, platform: str) -> Strategy:
@@ -90,8 +91,11 @@ def strategy(config: Config, platform: str) -> Strategy:
     return Strategy("whole", pairing, "padded" if platform == "tpu" else "strips")
 
 
-def _compute(s: Strategy, config: Config, output: str, wanted: Tuple[bool, bool], p, t, *tangents) -> List[jax.Array]:
-    """What one SCC evaluation returns, by the strategy ``s`` (a flat list):
+def _compute(s: Strategy, config: Config, output: str, wanted: Tuple[bool, bool], p, t, *rest) -> List[jax.Array]:
+    """What one SCC evaluation returns, by the strategy ``s`` (a flat list).
+
+    ``rest``: the images' sizes in their canvases first (``config.extents``:
+    ``int32 (N, 2)``), then the input tangents.
 
     * ``output="map"``: ``[map]``, and with input tangents (``wanted`` marks
       which of ``preds``/``target`` have one, given in ``tangents``) ``[map, d_map]``;
@@ -99,14 +103,15 @@ def _compute(s: Strategy, config: Config, output: str, wanted: Tuple[bool, bool]
       each sample's counted map sum in each wanted input and the counts:
       ``[scores, *grads, counted]``.
     """
+    sizes, tangents = (rest[0], rest[1:]) if config.extents else (None, rest)
     if output == "map":
         if not any(wanted):
-            return [s.scc_map(p, t, config)]
+            return [s.scc_map(p, t, config, sizes=sizes)]
         given = iter(tangents)
-        return list(s.scc_map(p, t, config, tangents=tuple(next(given) if w else None for w in wanted)))
+        return list(s.scc_map(p, t, config, tangents=tuple(next(given) if w else None for w in wanted), sizes=sizes))
     if not any(wanted):
-        return [s.scores(p, t, config)[0]]
-    scores, grads, counted = s.scores(p, t, config, gradients=wanted)
+        return [s.scores(p, t, config, sizes=sizes)[0]]
+    scores, grads, counted = s.scores(p, t, config, gradients=wanted, sizes=sizes)
     return [scores, *(g for g in grads if g is not None), counted]
 
 
@@ -134,7 +139,7 @@ scc_p.multiple_results = True
 
 
 @scc_p.def_abstract_eval
-def _abstract_eval(p, t, *tangents, config: Config, output: str, wanted: Tuple[bool, bool]):
+def _abstract_eval(p, t, *rest, config: Config, output: str, wanted: Tuple[bool, bool]):
     if output == "map":
         return [core.ShapedArray(p.shape, p.dtype)] * (2 if any(wanted) else 1)
     per_sample = core.ShapedArray(p.shape[:1], p.dtype)
@@ -177,9 +182,13 @@ def _primitive_jvp(primals, tangents, *, config: Config, output: str, wanted: Tu
 ad.primitive_jvps[scc_p] = _primitive_jvp
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _scc(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
-    return scc_p.bind(p, t, config=config, output=output, wanted=(False, False))[0]
+def _operands(p, t, sizes):
+    return (p, t) if sizes is None else (p, t, sizes)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _scc(p: jax.Array, t: jax.Array, sizes: Optional[jax.Array], config: Config, output: str) -> jax.Array:
+    return scc_p.bind(*_operands(p, t, sizes), config=config, output=output, wanted=(False, False))[0]
 
 
 @functools.partial(_scc.defjvp, symbolic_zeros=True)
@@ -199,14 +208,15 @@ def _scc_jvp(config: Config, output: str, primals, tangents):
       transposes it (so it is traced, every platform's strategy staged out),
       and the strategy checkpoints it chunk by chunk.
     """
-    p, t = primals
+    p, t, sizes = primals  # the sizes (integers) have no tangent
+    tangents = tangents[:2]
     given = tuple(x for x in tangents if type(x) is not SymbolicZero)
     wanted = tuple(type(x) is not SymbolicZero for x in tangents)
     if output == "map":
         # Linear in the tangents, and JAX must see how to transpose it: traced
         # here, with every platform's strategy staged out.
-        return tuple(_staged(config, output, wanted, p, t, *given))
-    scores, *grads, counted = scc_p.bind(p, t, config=config, output=output, wanted=wanted)
+        return tuple(_staged(config, output, wanted, *_operands(p, t, sizes), *given))
+    scores, *grads, counted = scc_p.bind(*_operands(p, t, sizes), config=config, output=output, wanted=wanted)
     n = p.shape[0]
     d = sum(jnp.sum((g * x).reshape(n, -1), axis=1) for g, x in zip(grads, given))
     has_data = counted > 0
@@ -214,7 +224,15 @@ def _scc_jvp(config: Config, output: str, primals, tangents):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "output"))
-def evaluate(p: jax.Array, t: jax.Array, config: Config, output: str) -> jax.Array:
+def evaluate(p: jax.Array, t: jax.Array, config: Config, output: str, sizes: Optional[jax.Array] = None) -> jax.Array:
     """The SCC map or per-sample scores of 4-D inputs (see the strategies),
-    differentiable by the rule above in forward and reverse mode, to any order."""
-    return _scc(p, t, config, output)
+    differentiable by the rule above in forward and reverse mode, to any order.
+
+    With ``sizes`` (``int32 (N, 2)``, ``config.extents``), each sample is an
+    image of that height and width in the top-left of its canvas: the canvas
+    is first reflected at each image's own border
+    (:func:`~jax_scc._src.extents.reflect_at_extents`, differentiated by
+    JAX), and the strategies leave out what lies outside it."""
+    if sizes is not None:
+        p, t = (extents.reflect_at_extents(x, sizes, config) for x in (p, t))
+    return _scc(p, t, sizes, config, output)

@@ -122,6 +122,7 @@ class _Walk(NamedTuple):
     sigmas: Tuple[Optional[jax.Array], Optional[jax.Array]]  # per plane, for bands
     config: Config
     pairing: str
+    sizes: Optional[jax.Array] = None  # int32 (N, 2): each image's extent (config.extents)
 
     @property
     def steps(self) -> int:
@@ -142,8 +143,11 @@ class _Walk(NamedTuple):
         """The chunk's :class:`~jax_scc._src.definition.Band` from the slabs of
         ``(preds, target)``, and the same rows of further slabs (tangents;
         ``None`` stays ``None``)."""
+        extents = None
+        if self.sizes is not None:  # the chunk's samples' rows of sizes
+            extents = lax.dynamic_slice(self.sizes, (chunk.n0, 0), (chunk.extent[0], 2))
         if self.plan.bands == 1:
-            band = definition.whole_planes(slabs[0], slabs[1], self.config)
+            band = definition.whole_planes(slabs[0], slabs[1], self.config, extents)
             return band, [None if x is None else definition.extend_rows(x, self.config) for x in slabs[2:]]
         h, count = self.shape[2], slabs[0].shape[2]
         before, _ = definition.halo(self.config)
@@ -152,7 +156,7 @@ class _Walk(NamedTuple):
         wanted = jnp.where(wanted >= h, 2 * h - 1 - wanted, wanted)
         local = jnp.clip(wanted - lo, 0, count - 1)
         rows = [None if x is None else jnp.take(x, local, axis=2) for x in slabs]
-        inside = definition.inside_rows(chunk.r0, self.plan.rows, h, self.config.window_size)
+        inside = definition.inside_rows(chunk.r0, self.plan.rows, h, self.config.window_size, extents, self.shape[3])
         sigma_p, sigma_t = (lax.dynamic_slice(s, (chunk.n0, chunk.c0, 0, 0), (1, 1, 1, 1)) for s in self.sigmas)
         return definition.Band(rows[0], rows[1], inside, sigma_p, sigma_t), rows[2:]
 
@@ -192,11 +196,11 @@ def _plane_sigmas(p: jax.Array, t: jax.Array, pl: Plan, config: Config):
     return tuple(highpass.grid_scale(x, hp_filter) for x in peaks)
 
 
-def _walk(p: jax.Array, config: Config, pairing: str, t: jax.Array) -> _Walk:
+def _walk(p: jax.Array, config: Config, pairing: str, t: jax.Array, sizes: Optional[jax.Array] = None) -> _Walk:
     shape = to_nchw(p, config.data_format).shape
     pl = plan(shape, config)
     sigmas = _plane_sigmas(p, t, pl, config) if pl.bands > 1 else (None, None)
-    return _Walk(shape, pl, sigmas, config, pairing)
+    return _Walk(shape, pl, sigmas, config, pairing, sizes)
 
 
 def scc_map(
@@ -205,17 +209,19 @@ def scc_map(
     config: Config,
     pairing: str,
     tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
+    sizes: Optional[jax.Array] = None,
 ):
     """The SCC map of 4-D inputs (layout of the input; NaN where left out),
     chunk by chunk; with ``tangents`` (of ``p`` and ``t``, ``None`` for zero)
-    also its tangent, in the same walk.
+    also its tangent, in the same walk. ``sizes``: each sample's image extent
+    (``config.extents``), or ``None``.
 
     With tangents each chunk's computation is a ``jax.checkpoint``: reverse
     mode (JAX transposes the tangent) recomputes it chunk by chunk instead of
     keeping every chunk's intermediate results for the whole batch.
     """
     fmt = config.data_format
-    walk = _walk(p, config, pairing, t)
+    walk = _walk(p, config, pairing, t, sizes)
     inputs = (p, t) if tangents is None else (p, t, *tangents)
 
     def chunk_map(i):
@@ -250,6 +256,7 @@ def scores(
     config: Config,
     pairing: str,
     gradients: Tuple[bool, bool] = (False, False),
+    sizes: Optional[jax.Array] = None,
 ):
     """Per-sample scores of 4-D inputs, shape ``(N,)``, chunk by chunk; and
     for each input with ``gradients`` True, the gradient of the sum of each
@@ -263,7 +270,7 @@ def scores(
     rows, so bands add theirs up.
     """
     fmt = config.data_format
-    walk = _walk(p, config, pairing, t)
+    walk = _walk(p, config, pairing, t, sizes)
     n, c, h, _ = walk.shape
     wanted = [i for i, g in enumerate(gradients) if g]
 

@@ -31,8 +31,9 @@ WINDOW_2D_UP_TO = 8
 
 
 def fused(config: Config, pairing: str) -> bool:
-    """Whether ``(config, pairing)`` runs in the two-pass formulation."""
-    return pairing == "direct" and config.window_size <= WINDOW_2D_UP_TO
+    """Whether ``(config, pairing)`` runs in the two-pass formulation (images
+    with their own extents in a canvas run the band definition)."""
+    return pairing == "direct" and config.window_size <= WINDOW_2D_UP_TO and not config.extents
 
 
 def scc_map(
@@ -42,13 +43,15 @@ def scc_map(
     pairing: str,
     tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
     borders: str = "strips",
+    sizes: Optional[jax.Array] = None,
 ):
     """The SCC map of 4-D inputs (layout of the input; NaN where left out), in
     one graph; with ``tangents`` (of ``p`` and ``t``, ``None`` for zero) also
     its tangent, as a ``jax.checkpoint`` (reverse mode recomputes the
     definition's intermediate results instead of keeping them). ``borders``:
     how the two-pass formulation's high-pass reflects (``"strips"`` for GPU,
-    ``"padded"`` for TPU; :func:`~jax_scc._src.highpass.high_pass_local_grid`)."""
+    ``"padded"`` for TPU; :func:`~jax_scc._src.highpass.high_pass_local_grid`).
+    ``sizes``: each sample's image extent (``config.extents``), or ``None``."""
     fmt = config.data_format
 
     def as_output(pixels):
@@ -66,7 +69,7 @@ def scc_map(
     else:
 
         def compute(p, t, dp, dt):
-            band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config)
+            band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config, sizes)
             d = None
             if tangents is not None:
                 d = definition.Tangents(
@@ -87,11 +90,12 @@ def scores(
     pairing: str,
     gradients: Tuple[bool, bool] = (False, False),
     borders: str = "strips",
+    sizes: Optional[jax.Array] = None,
 ):
     """Per-sample scores of 4-D inputs, shape ``(N,)``, in one graph; and for
     each input with ``gradients`` True, the gradient of the sum of each
     sample's counted map pixels (see :func:`~jax_scc._src.execution.chunked.scores`).
-    ``borders`` as in :func:`scc_map`."""
+    ``borders`` and ``sizes`` as in :func:`scc_map`."""
     fmt = config.data_format
     shape = to_nchw(p, fmt).shape
     if fused(config, pairing):
@@ -114,7 +118,7 @@ def scores(
         inputs = [p, t]
         for k, x in zip(wanted, diff):
             inputs[k] = x
-        band = definition.whole_planes(*(to_nchw(x, fmt) for x in inputs), config)
+        band = definition.whole_planes(*(to_nchw(x, fmt) for x in inputs), config, sizes)
         pixels, _ = definition.band_map(band, config, pairing=pairing)
         return definition.counted_sum(pixels), definition.row_stats(pixels)
 
