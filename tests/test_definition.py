@@ -253,3 +253,28 @@ def test_ignore_flat_leaves_flat_target_windows_out():
     assert plain[1] < 0.9  # the flat windows' zeros pull the default score down
     flat = np.zeros_like(target[:1])
     assert np.isnan(float(jax_scc.spatial_correlation_coefficient(preds[:1], flat, ignore_flat=True)))
+
+
+def test_high_pass_with_a_grid_per_pixel_is_the_planes_high_pass():
+    """The accelerators' high-pass (the exact split on each output's own grid,
+    the reflection at the borders from thin strips or from a reflected copy)
+    gives the plane-grid high-pass's numbers: to the bit on quantized images
+    for dyadic filters (both exact), within float32 rounding otherwise; odd,
+    even and non-square filters."""
+    import jax
+
+    from jax_scc._src import highpass
+
+    quantized = quantize(photo("camera", 48))[None, None, :41, :37]
+    smooth = photo("astronaut", 48).astype(np.float32)[None, None, :41, :37]
+    for name, hp_filter in (("laplacian", jax_scc.DEFAULT_HP_FILTER), ("sym5x5", FILTERS["sym5x5"]),
+                            ("even4x3", EVEN4X3), ("non_dyadic", FILTERS["non_dyadic"])):
+        hp_filter = tuple(tuple(float(v) for v in row) for row in hp_filter)
+        for borders in ("strips", "padded"):
+            local = jax.jit(lambda x: highpass.high_pass_local_grid(x, hp_filter, borders))
+            for x in (quantized, smooth):
+                got, want = np.asarray(local(x)), np.asarray(highpass.high_pass(x, hp_filter))
+                if x is quantized and name != "non_dyadic":
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name} {borders}")
+                else:
+                    np.testing.assert_allclose(got, want, rtol=0, atol=4e-7 * np.abs(want).max(), err_msg=f"{name} {borders}")

@@ -493,16 +493,14 @@ def counted_sum_gradient(
     p, t = planes.hp_p, planes.hp_t
     # The windows that contain q have their centres at q - after ... q + before.
     before, after = window_padding(w)
-    widths = [(0, 0)] * (p.ndim - 2) + [(after, before)] * 2
-    h, wd = p.shape[-2:]
 
     def taps(x: jax.Array):
-        xp = jnp.pad(x, widths)
-        return [xp[..., i : i + h, j : j + wd] for i in range(w) for j in range(w)]
+        return [v for row in moments.window_taps(x, w, after, before) for v in row]
 
     def box_sum(x: jax.Array) -> jax.Array:  # over the centres of the windows that contain q
         dims = (1,) * (x.ndim - 2) + (w, w)
-        return lax.reduce_window(jnp.pad(x, widths), 0.0, lax.add, dims, (1,) * x.ndim, "VALID")
+        padded = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(after, before)] * 2)
+        return lax.reduce_window(padded, 0.0, lax.add, dims, (1,) * x.ndim, "VALID")
 
     def gradient(own, other, b, e):
         # sum_c a_c (other_q - other_c) - b_c (own_q - own_c), plus sum_c e_c
@@ -534,12 +532,9 @@ def planes_map_tangent(
         for x in tangents
     ]
     before, after = window_padding(w)
-    widths = [(0, 0)] * (a.ndim - 2) + [(before, after)] * 2
-    h, wd = a.shape[-2:]
 
     def taps(x: jax.Array):
-        xp = jnp.pad(x, widths)
-        return [xp[..., i : i + h, j : j + wd] for i in range(w) for j in range(w)]
+        return [v for row in moments.window_taps(x, w, before, after) for v in row]
 
     dev_p = [(x - planes.hp_p) - planes.window.dp for x in taps(planes.hp_p)]
     dev_t = [(x - planes.hp_t) - planes.window.dt for x in taps(planes.hp_t)]

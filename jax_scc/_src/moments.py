@@ -19,7 +19,7 @@ Two properties matter for SCC and are kept here:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -402,6 +402,16 @@ class CentredWindow(NamedTuple):
         return Moments(p + self.dp, t + self.dt, self.vp, self.vt, self.cov)
 
 
+def window_taps(x: jax.Array, w: int, before: int, after: int) -> List[List[jax.Array]]:
+    """The ``w x w`` shifted views of ``x`` (``(..., H, W)``, zero padded by
+    ``before``/``after`` on both spatial axes): ``taps[a][b]`` holds, at each
+    pixel, the value ``a`` rows and ``b`` columns past its window's first corner."""
+    widths = [(0, 0)] * (x.ndim - 2) + [(before, after)] * 2
+    xp = jnp.pad(x, widths)
+    h, wd = x.shape[-2:]
+    return [[xp[..., a : a + h, b : b + wd] for b in range(w)] for a in range(w)]
+
+
 def _one_pass(devs_p, devs_t, n: int):
     """``(offset_p, offset_t, M_pp, M_tt, M_pt)`` of ``n`` values given as
     deviations from one of them (absent entries are that one's own, 0): the
@@ -449,18 +459,12 @@ def window_2d(p: jax.Array, t: jax.Array, w: int) -> CentredWindow:
         zeros = (p - p) + (t - t)
         return CentredWindow(zeros, zeros, zeros, zeros, zeros)
     before, after = window_padding(w)
-    widths = [(0, 0)] * (p.ndim - 2) + [(before, after)] * 2
-    pp, tp = jnp.pad(p, widths), jnp.pad(t, widths)
-    h, wd = p.shape[-2:]
-
-    def cut(x: jax.Array, a: int, b: int) -> jax.Array:
-        return x[..., a : a + h, b : b + wd]
-
+    taps_p, taps_t = window_taps(p, w, before, after), window_taps(t, w, before, after)
     segments = []
     for a in range(w):
-        cp, ct = cut(pp, a, before), cut(tp, a, before)
-        devs_p = [cut(pp, a, b) - cp for b in range(w) if b != before]
-        devs_t = [cut(tp, a, b) - ct for b in range(w) if b != before]
+        cp, ct = taps_p[a][before], taps_t[a][before]
+        devs_p = [taps_p[a][b] - cp for b in range(w) if b != before]
+        devs_t = [taps_t[a][b] - ct for b in range(w) if b != before]
         segments.append((cp, ct) + _one_pass(devs_p, devs_t, w))
     centre_p, centre_t = segments[before][0], segments[before][1]
     # Each segment's mean relative to the window's centre pixel.
