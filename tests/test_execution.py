@@ -25,10 +25,10 @@ def test_strategy_per_platform():
     assert execution.strategy(make_config(window_size=5), "cpu")[:2] == ("chunked", "direct")
     assert execution.strategy(make_config(method="conv"), "cpu")[:2] == ("chunked", "conv")
     for platform in ("cuda", "rocm"):
-        assert execution.strategy(auto, platform) == ("whole", "direct", "strips")
-        assert execution.strategy(make_config(window_size=9), platform) == ("whole", "slices", "strips")
-    assert execution.strategy(auto, "tpu") == ("whole", "slices", "padded")
-    assert execution.strategy(make_config(method="direct"), "tpu") == ("whole", "direct", "padded")
+        assert execution.strategy(auto, platform) == ("whole", "direct", "strips", "levels")
+        assert execution.strategy(make_config(window_size=9), platform) == ("whole", "slices", "strips", "levels")
+    assert execution.strategy(auto, "tpu") == ("whole", "slices", "padded", "two_pass")
+    assert execution.strategy(make_config(method="direct"), "tpu") == ("whole", "direct", "padded", "two_pass")
 
 
 def test_the_program_follows_the_platform_it_is_compiled_for():
@@ -117,12 +117,16 @@ def _map_and_scores(module, pairing, **options):
 _walk_result = functools.cache(lambda: _map_and_scores(chunked, "slices"))  # once for both pairings
 
 
-@pytest.mark.parametrize("pairing, borders", [("slices", "strips"), ("direct", "strips"), ("direct", "padded")])
-def test_whole_graph_strategy_gives_the_walks_numbers(pairing, borders):
+@pytest.mark.parametrize(
+    "pairing, options",
+    [("slices", {}), ("direct", {}), ("direct", {"borders": "padded", "window": "two_pass"})],
+    ids=["slices", "direct-gpu", "direct-tpu"],
+)
+def test_whole_graph_strategy_gives_the_walks_numbers(pairing, options):
     """The one-graph strategy (what runs on GPU/TPU), on CPU, with the pairings
-    meant for it (and both ways its high-pass reflects): the map and the
-    scores agree with the chunk walk's."""
-    (m, s), (m_walk, s_walk) = _map_and_scores(whole, pairing, borders=borders), _walk_result()
+    meant for it (and GPU's and TPU's forms of direct): the map and the scores
+    agree with the chunk walk's."""
+    (m, s), (m_walk, s_walk) = _map_and_scores(whole, pairing, **options), _walk_result()
     np.testing.assert_allclose(m, m_walk, atol=1e-5, rtol=0, equal_nan=True)
     np.testing.assert_allclose(s, s_walk, atol=1e-6, rtol=0)
 
@@ -156,12 +160,16 @@ def test_accelerator_formulation_is_exact_on_quantized_photographs():
     cases = [(quantize(photo(name, 128)), photo(name, 128).astype(np.float32)) for name in ("camera", "brick")]
     p = np.stack([a for a, _ in cases])[:, None]
     t = np.stack([b for _, b in cases])[:, None]
-    for w in (2, 3, 8):
+    for w, options in ((2, {}), (3, {}), (8, {}), (8, {"borders": "padded", "window": "two_pass"})):
         config = make_config(None, w)
-        m, s = jax.jit(lambda p, t: (whole.scc_map(p, t, config, "direct"), whole.scores(p, t, config, "direct")[0]))(p, t)
+
+        def run(p, t):
+            return whole.scc_map(p, t, config, "direct", **options), whole.scores(p, t, config, "direct", **options)[0]
+
+        m, s = jax.jit(run)(p, t)
         expected = ref.scc_map(p, t, window_size=w)
-        assert np.abs(np.asarray(m) - expected).max() <= 1e-5, w
-        np.testing.assert_allclose(s, expected.mean(axis=(1, 2, 3)), atol=1e-6, rtol=0, err_msg=str(w))
+        assert np.abs(np.asarray(m) - expected).max() <= 1e-5, (w, options)
+        np.testing.assert_allclose(s, expected.mean(axis=(1, 2, 3)), atol=1e-6, rtol=0, err_msg=str((w, options)))
 
 
 @pytest.mark.parametrize("w", [3, 17])

@@ -389,21 +389,24 @@ def _plane_footprint(missing: jax.Array, config: Config) -> jax.Array:
     return _dilate(missing, w, w)
 
 
-def planes_map(p: jax.Array, t: jax.Array, config: Config, borders: str = "strips") -> Tuple[MapPixels, Planes]:
+def planes_map(
+    p: jax.Array, t: jax.Array, config: Config, borders: str = "strips", window: str = "levels"
+) -> Tuple[MapPixels, Planes]:
     """The SCC map of whole ``(..., H, W)`` planes, which pixels count, and the
     intermediate results its derivative needs (:class:`Planes`).
 
     The numbers of :func:`band_map` on the band ``[0, H)``, to float32
     rounding (the window statistics are formed from each window's ``w * w``
     values: :func:`~jax_scc._src.moments.window_2d`). ``borders``: how the
-    high-pass reflects (:func:`~jax_scc._src.highpass.high_pass_local_grid`)."""
+    high-pass reflects (:func:`~jax_scc._src.highpass.high_pass_local_grid`);
+    ``window``: the form of the window pass (``"levels"`` or ``"two_pass"``)."""
     missing = None
     if config.ignore_nans:
         missing = jnp.isnan(p) | jnp.isnan(t)
         p, t = (jnp.where(missing, jnp.zeros_like(x), x) for x in (p, t))
     hp_p = highpass.high_pass_local_grid(p, config.hp_filter, borders)
     hp_t = highpass.high_pass_local_grid(t, config.hp_filter, borders)
-    window = moments.window_2d(hp_p, hp_t, config.window_size)
+    window = moments.window_2d(hp_p, hp_t, config.window_size, window)
     mom = window.moments(hp_p, hp_t)
     scc = scc_from_moments(mom)
     keep = None if missing is None else ~_plane_footprint(missing, config)

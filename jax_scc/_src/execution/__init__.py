@@ -58,16 +58,19 @@ class Strategy(NamedTuple):
     name: str  # "chunked" or "whole"
     pairing: str  # "slices", "conv" or "direct"
     borders: str = "strips"  # whole, direct: how the high-pass reflects ("strips" or "padded")
+    window: str = "levels"  # whole, direct: the form of the window pass ("levels" or "two_pass")
 
     def scc_map(self, p, t, config: Config, tangents=None, sizes=None):
         if self.name == "chunked":
             return chunked.scc_map(p, t, config, self.pairing, tangents=tangents, sizes=sizes)
-        return whole.scc_map(p, t, config, self.pairing, tangents=tangents, borders=self.borders, sizes=sizes)
+        options = dict(borders=self.borders, window=self.window, sizes=sizes)
+        return whole.scc_map(p, t, config, self.pairing, tangents=tangents, **options)
 
     def scores(self, p, t, config: Config, gradients=(False, False), sizes=None):
         if self.name == "chunked":
             return chunked.scores(p, t, config, self.pairing, gradients=gradients, sizes=sizes)
-        return whole.scores(p, t, config, self.pairing, gradients=gradients, borders=self.borders, sizes=sizes)
+        options = dict(borders=self.borders, window=self.window, sizes=sizes)
+        return whole.scores(p, t, config, self.pairing, gradients=gradients, **options)
 
 
 def strategy(config: Config, platform: str) -> Strategy:
@@ -86,9 +89,12 @@ def strategy(config: Config, platform: str) -> Strategy:
         # forward are split into many pieces (60-130x temporaries).
         small = config.window_size <= whole.WINDOW_2D_UP_TO
         pairing = "direct" if small and platform != "tpu" else "slices"
-    # TPU lays thin strips out in 8 x 128 tiles (and transposes around them):
-    # there the high-pass reads a reflected copy of the images.
-    return Strategy("whole", pairing, "padded" if platform == "tpu" else "strips")
+    if platform == "tpu":
+        # TPU lays thin strips out in 8 x 128 tiles (and transposes around
+        # them): there the high-pass reads a reflected copy of the images; and
+        # XLA for TPU fuses the two-pass window, XLA for GPU the two levels.
+        return Strategy("whole", pairing, "padded", "two_pass")
+    return Strategy("whole", pairing)
 
 
 def _compute(s: Strategy, config: Config, output: str, wanted: Tuple[bool, bool], p, t, *rest) -> List[jax.Array]:

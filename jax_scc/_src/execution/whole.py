@@ -43,6 +43,7 @@ def scc_map(
     pairing: str,
     tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
     borders: str = "strips",
+    window: str = "levels",
     sizes: Optional[jax.Array] = None,
 ):
     """The SCC map of 4-D inputs (layout of the input; NaN where left out), in
@@ -50,8 +51,10 @@ def scc_map(
     its tangent, as a ``jax.checkpoint`` (reverse mode recomputes the
     definition's intermediate results instead of keeping them). ``borders``:
     how the two-pass formulation's high-pass reflects (``"strips"`` for GPU,
-    ``"padded"`` for TPU; :func:`~jax_scc._src.highpass.high_pass_local_grid`).
-    ``sizes``: each sample's image extent (``config.extents``), or ``None``."""
+    ``"padded"`` for TPU; :func:`~jax_scc._src.highpass.high_pass_local_grid`)
+    and its window pass is formed (``"levels"`` for GPU, ``"two_pass"`` for
+    TPU; :func:`~jax_scc._src.moments.window_2d`). ``sizes``: each sample's
+    image extent (``config.extents``), or ``None``."""
     fmt = config.data_format
 
     def as_output(pixels):
@@ -60,7 +63,7 @@ def scc_map(
     if fused(config, pairing):
 
         def compute(p, t, dp, dt):
-            pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config, borders)
+            pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config, borders, window)
             if tangents is None:
                 return pixels, None
             d = tuple(None if x is None else to_nchw(x, fmt) for x in (dp, dt))
@@ -90,16 +93,17 @@ def scores(
     pairing: str,
     gradients: Tuple[bool, bool] = (False, False),
     borders: str = "strips",
+    window: str = "levels",
     sizes: Optional[jax.Array] = None,
 ):
     """Per-sample scores of 4-D inputs, shape ``(N,)``, in one graph; and for
     each input with ``gradients`` True, the gradient of the sum of each
     sample's counted map pixels (see :func:`~jax_scc._src.execution.chunked.scores`).
-    ``borders`` and ``sizes`` as in :func:`scc_map`."""
+    ``borders``, ``window`` and ``sizes`` as in :func:`scc_map`."""
     fmt = config.data_format
     shape = to_nchw(p, fmt).shape
     if fused(config, pairing):
-        pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config, borders)
+        pixels, planes = definition.planes_map(to_nchw(p, fmt), to_nchw(t, fmt), config, borders, window)
         rows = definition.row_stats(pixels)
         grads = (None, None)
         if any(gradients):
