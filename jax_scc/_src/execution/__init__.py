@@ -48,7 +48,8 @@ from jax_scc._src.execution import chunked, whole
 # rounding on 2 x 2 windows of quantized images, where the tree is not.
 _DIRECT_UP_TO = 5
 
-# The platforms lax.platform_dependent tells apart; others get the GPU/TPU strategy.
+# The platforms with a strategy of their own (lowering rules of scc_p, branches
+# of lax.platform_dependent); any other platform gets the GPU strategy.
 _PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
