@@ -2,6 +2,7 @@
 (examples/evaluate_stack.py on four devices: tests/test_distributed.py.)"""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,24 @@ def test_ct_reconstruction_prints_the_seed_score_and_saves_the_figure(tmp_path, 
     assert _is_png(out)
 
 
-def test_training_loss_improves_held_out_scc(tmp_path, capsys):
+def test_training_loss_improves_held_out_scc_and_times_the_scc_term(tmp_path, capsys):
+    pytest.importorskip("flax")
+    pytest.importorskip("optax")
     out = tmp_path / "training.png"
-    initial, final = _load("training_loss").main(["--steps", "20", "--eval-every", "10", "--out", str(out)])
+    initial, final, times = _load("training_loss").main(
+        ["--steps", "20", "--eval-every", "10", "--timing-repeats", "3", "--out", str(out)])
     printed = capsys.readouterr().out
-    assert final > initial + 0.03, (initial, final)
+    held_out = [float(s) for s in re.findall(r"held-out SCC (\d\.\d{4})$", printed, re.MULTILINE)]
+    assert len(held_out) == 2 and initial < held_out[0] < held_out[1], (initial, held_out)  # 0.267, 0.297, 0.335
+    assert final > initial + 0.03
+    assert held_out[-1] == pytest.approx(final, abs=1e-4)
     assert f"{initial:.4f} -> {final:.4f}" in printed
+    # The SCC term's share of a step: the step with it minus the step without it.
+    share, scc_ms, step_ms = re.search(r"SCC term: (-?\d+)% of a training step \((-?[\d.]+) ms of ([\d.]+) ms", printed).groups()
+    assert 0 < float(scc_ms) < float(step_ms), printed
+    assert float(step_ms) == pytest.approx(1e3 * times.with_scc, abs=0.01)
+    assert float(scc_ms) == pytest.approx(1e3 * (times.with_scc - times.without_scc), abs=0.01)
+    assert abs(int(share) - 100 * float(scc_ms) / float(step_ms)) <= 0.51
     assert _is_png(out)
 
 
