@@ -19,7 +19,9 @@ torch + torchmetrics, where present, are timed too):
    plain jitted call; w=32 against w=8; torchmetrics on CUDA tensors where
    installed.
 3. **Memory and compile time**: XLA's ``memory_analysis()`` temporaries of the
-   forward on (8, 3, 1024, 1024) per method, and of ``jit(grad)``.
+   forward on (8, 3, 1024, 1024) per method, and of ``jit(grad)``; beside
+   them, the deviceless H200 compile's estimates (temporaries, and the
+   HBM-bound Gpix/s) from ``benchmarks/results/accel-compile.json``.
 
 Writes ``OUT_DIR/gpu-<device>.json`` and ``.md`` (commit them as
 ``benchmarks/results/``); prints the table last. ``--quick`` runs tiny shapes
@@ -194,7 +196,7 @@ def timings(quick, rounds):
     # XLA temporaries and compile time.
     x = jax.ShapeDtypeStruct(big, jnp.float32)
     programs = {m: (lambda a, b, m=m: jax_scc.spatial_correlation_coefficient(a, b, reduction="none", method=m)) for m in METHODS}
-    programs["jit(grad) slices"] = jax.grad(lambda a, b: 1.0 - jax_scc.spatial_correlation_coefficient(a, b), argnums=(0, 1))
+    programs["jit(grad) auto"] = jax.grad(lambda a, b: 1.0 - jax_scc.spatial_correlation_coefficient(a, b), argnums=(0, 1))
     for name, f in programs.items():
         start = time.perf_counter()
         compiled = jax.jit(f).lower(x, x).compile()
@@ -229,7 +231,31 @@ def markdown(result) -> str:
     lines += ["", "Compile time and XLA temporaries:", "", "| program | compile s | MiB | × input |", "|---|---|---|---|"]
     for k, v in result["memory"].items():
         lines.append(f"| {k} | {v['compile_s']:.2f} | {v['temp_bytes'] / 2**20:.0f} | {v['times_input']:.2f} |")
+    if result.get("estimate"):
+        lines += ["", "The deviceless H200 compile (benchmarks/results/accel-compile.json) against this device, "
+                  "forward on (8, 3, 1024, 1024): temporaries (× input) and Gpix/s (estimate: the HBM-bound ceiling):", "",
+                  "| method | estimated temporaries | measured | HBM-bound Gpix/s | measured Gpix/s |", "|---|---|---|---|---|"]
+        for method, est in result["estimate"].items():
+            measured_temp = result["memory"].get(method, {}).get("times_input")
+            measured_speed = result["forward"].get(str((8, 3, 1024, 1024)), {}).get(method)
+            cells = ["–" if v is None else f"{v:.2f}" for v in (est["temp"], measured_temp, est["gpix_s"], measured_speed)]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def estimates():
+    """The deviceless H200 figures of the forward on (8, 3, 1024, 1024) per
+    method, from benchmarks/results/accel-compile.json (``auto`` is ``direct``
+    on GPU), to compare with this device's; ``{}`` without the file."""
+    path = HERE / "results" / "accel-compile.json"
+    if not path.exists():
+        return {}
+    out = {}
+    for row in json.loads(path.read_text()):
+        if row["platform"] == "h200" and row["program"] == "forward" and row["shape"] == [8, 3, 1024, 1024]:
+            method = "direct" if row["method"].startswith("auto") else row["method"]
+            out[method] = {"temp": row.get("temp"), "gpix_s": row.get("gpix_s")}
+    return out
 
 
 def main(argv=None):
@@ -248,6 +274,7 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d"),
         "failures": FAILURES,
         **timings(args.quick, 3 if args.quick else args.rounds),
+        "estimate": estimates(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "gpu-" + re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
