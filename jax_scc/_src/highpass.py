@@ -238,8 +238,12 @@ def _taps_local_grid(xp: jax.Array, hp_filter: Filter) -> jax.Array:
     kh, kw = len(hp_filter), len(hp_filter[0])
     h, w = xp.shape[-2] - (kh - 1), xp.shape[-1] - (kw - 1)
     largest = jnp.asarray(jnp.finfo(xp.dtype).max, xp.dtype)
+    # Every tap the sums read: the filter's, and the centre, which zero-sum
+    # filters subtract from each tap (see _filter_taps).
+    taps = {t for offsets in _taps_by_weight(hp_filter).values() for t in offsets}
+    taps.add((hp_padding(kh)[0], hp_padding(kw)[0]))
     peak = None
-    for (a, b) in (t for offsets in _taps_by_weight(hp_filter).values() for t in offsets):
+    for (a, b) in sorted(taps):
         v = jnp.abs(xp[..., a : a + h, b : b + w])
         v = jnp.where(v <= largest, v, jnp.zeros_like(v))  # finite only (NaN <= x is False)
         peak = v if peak is None else jnp.maximum(peak, v)
