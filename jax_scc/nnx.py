@@ -121,13 +121,16 @@ class SCC(nnx.Metric):
         """Forgets every sample: back to :func:`jax_scc.scc_init`."""
         self._set(state_lib.scc_init())
 
-    def update(self, *, mask: Optional[Any] = None, **kwargs: Any) -> None:
+    def update(self, *, mask: Optional[Any] = None, sizes: Optional[Any] = None, **kwargs: Any) -> None:
         """Adds a batch's per-sample scores to the totals (in place).
 
         Args:
           mask: optional ``(N,)`` per-sample mask (bool, or numbers where nonzero
             counts, as flax's ``Average`` takes them); masked-out samples are not
             counted, even when they hold NaN.
+          sizes: optional integer ``(N, 2)``: each image's height and width in
+            its canvas, for images of different sizes padded into one batch
+            (as for :func:`jax_scc.spatial_correlation_coefficient`).
           **kwargs: must hold ``preds`` and ``target`` (or the names given as
             ``preds_name`` and ``target_name``): images as for
             :func:`jax_scc.spatial_correlation_coefficient`. Other keywords (the
@@ -145,7 +148,7 @@ class SCC(nnx.Metric):
             if mask.dtype != jnp.bool_:
                 mask = mask != 0
         self._set(
-            metric.update(self.state, kwargs[self.preds_name], kwargs[self.target_name], self.config, mask)
+            metric.update(self.state, kwargs[self.preds_name], kwargs[self.target_name], self.config, mask, sizes)
         )
 
     def compute(self) -> jax.Array:

@@ -61,3 +61,18 @@ def test_configuration_names_and_errors():
         metric.update(outputs=p)
     with pytest.raises(ValueError, match="window_size"):
         SCC(window_size=0)
+
+
+def test_images_of_different_sizes_in_one_batch():
+    """``sizes`` reaches the definition (it is not one of the keywords a
+    MultiMetric's other metrics get): each image scores as alone."""
+    p, t = _data(2, seed=2)
+    batch, sizes = jax_scc.pad_to_canvas([p[0, :, :12, :10], p[1]])
+    target, _ = jax_scc.pad_to_canvas([t[0, :, :12, :10], t[1]])
+    metric = SCC(window_size=WS)
+    metric.update(preds=batch, target=target, sizes=sizes)
+    expected = np.mean([
+        float(jax_scc.spatial_correlation_coefficient(p[:1, :, :12, :10], t[:1, :, :12, :10], window_size=WS)),
+        float(jax_scc.spatial_correlation_coefficient(p[1:], t[1:], window_size=WS)),
+    ])
+    np.testing.assert_allclose(metric.compute(), expected, atol=1e-6, rtol=0)
