@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import jax
+from jax import lax
 
 from jax_scc._src import definition
 from jax_scc._src.config import Config
-from jax_scc._src.execution.fusion import materialise
 from jax_scc._src.layout import from_nchw, to_nchw
 
 #: Windows up to this size are formed from their ``w * w`` values in one pass
@@ -110,7 +110,9 @@ def scores(
             # The window pass ends here, its statistics in memory: with the
             # several uses below as its consumers, XLA would split it in pieces
             # (98 inputs' worth of temporaries on (64, 1, 256, 256) for an H200).
-            planes = planes._replace(window=materialise(planes.window))
+            # XLA for GPU and TPU keeps an optimization barrier (XLA for CPU,
+            # where this strategy only runs in tests, drops it).
+            planes = planes._replace(window=lax.optimization_barrier(planes.window))
             fields = definition.gradient_fields(planes, pixels.keep, config, gradients)
             grads = definition.counted_sum_gradient(planes, fields, config)
         grads = tuple(None if g is None else from_nchw(g, fmt) for g in grads)
