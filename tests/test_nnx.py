@@ -9,7 +9,6 @@ import pytest
 
 nnx = pytest.importorskip("flax.nnx")
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jax_scc  # noqa: E402
