@@ -148,7 +148,10 @@ def scc_map_jax(preds, target, hp_filter=LAPLACIAN, window_size=8):
     def window_values(x):  # (w*w, N, C, H, W): every window's values, zero padded
         before, after = w // 2, (w - 1) // 2
         xp = jnp.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
-        return jnp.stack([xp[..., a : a + h, b : b + wd] for a in range(w) for b in range(w)])
+        rows = np.arange(h)[:, None] + np.arange(w)[None, :]  # (H, w): the rows of each window
+        cols = np.arange(wd)[:, None] + np.arange(w)[None, :]
+        v = xp[..., rows[:, :, None, None], cols[None, None, :, :]]  # (N, C, H, w, W, w), one gather
+        return jnp.moveaxis(v, (3, 5), (0, 1)).reshape((w * w,) + x.shape)
 
     p, t = window_values(high_pass(preds)), window_values(high_pass(target))
     dp, dt = p - jnp.mean(p, axis=0, keepdims=True), t - jnp.mean(t, axis=0, keepdims=True)

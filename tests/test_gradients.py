@@ -35,12 +35,16 @@ def _float64_gradients(p, t, window_size, weights):
         return [np.asarray(g) for g in grads]
 
 
-@pytest.mark.parametrize("window_size", [3])
+@pytest.mark.parametrize("window_size", [2, 3, 8, 32])
 def test_gradients_match_float64_autodiff_on_photographs(window_size):
     """Both inputs, a weighted loss over a batch of photographs: every pixel's
     gradient within 1e-5 of the largest, and exactly 0 where the prediction's
-    windows are all flat."""
+    windows are all flat. (w = 32: the quantized brick pairs, where the
+    windows' values are nearly equal the most, and two blurred photographs,
+    for the reference's memory's sake.)"""
     p, t = _photograph_pairs()
+    if window_size > 8:
+        p, t = p[[0, 8, 10, 11]], t[[0, 8, 10, 11]]
     weights = np.linspace(0.5, 1.5, len(p)).astype(np.float32)
     f = lambda a, b: jnp.sum(weights * jax_scc.spatial_correlation_coefficient(a, b, None, window_size, "none"))
     ours = jax.jit(jax.grad(f, argnums=(0, 1)))(p, t)

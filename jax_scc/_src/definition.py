@@ -172,20 +172,9 @@ def high_pass(band: Band, config: Config, tangents: Optional[Tangents] = None) -
     )
 
 
-def window_map(hp: HighPassed, config: Config, pairing: str = "slices") -> Tuple[MapPixels, Optional[jax.Array]]:
-    """The second stage: the SCC map of a high-passed band from its windowed
-    moments, which of its pixels count, and its tangent (``None`` without
-    tangents in ``hp``)."""
-    with_tangents = hp.d_preds is not None or hp.d_target is not None
-    mom = moments.local_moments(
-        hp.preds,
-        hp.target,
-        config.window_size,
-        tangents=(hp.d_preds, hp.d_target) if with_tangents else None,
-        pairing=pairing,
-        rows_padded=True,
-    )
-    mom, d_mom = mom if with_tangents else (mom, None)
+def _map_pixels(hp: HighPassed, mom: Moments, config: Config) -> MapPixels:
+    """The SCC map of a high-passed band from its windowed moments, and which
+    of its pixels count."""
     scc = scc_from_moments(mom)
     keep = None
     if hp.missing is not None:
@@ -201,8 +190,26 @@ def window_map(hp: HighPassed, config: Config, pairing: str = "slices") -> Tuple
         own = lax.slice_in_dim(hp.inside, top, top + scc.shape[-2], axis=scc.ndim - 2)
         own = jnp.broadcast_to(own, scc.shape)
         keep = own if keep is None else keep & own
-    d_scc = None if d_mom is None else scc_tangent(mom, d_mom, scc)
-    return MapPixels(scc, keep), d_scc
+    return MapPixels(scc, keep)
+
+
+def window_map(hp: HighPassed, config: Config, pairing: str = "slices") -> Tuple[MapPixels, Optional[jax.Array]]:
+    """The second stage: the SCC map of a high-passed band from its windowed
+    moments, which of its pixels count, and its tangent (``None`` without
+    tangents in ``hp``)."""
+    with_tangents = hp.d_preds is not None or hp.d_target is not None
+    mom = moments.local_moments(
+        hp.preds,
+        hp.target,
+        config.window_size,
+        tangents=(hp.d_preds, hp.d_target) if with_tangents else None,
+        pairing=pairing,
+        rows_padded=True,
+    )
+    mom, d_mom = mom if with_tangents else (mom, None)
+    pixels = _map_pixels(hp, mom, config)
+    d_scc = None if d_mom is None else scc_tangent(mom, d_mom, pixels.map)
+    return pixels, d_scc
 
 
 def band_map(
@@ -416,7 +423,7 @@ def planes_map(
     return MapPixels(scc, keep), Planes(hp_p, hp_t, window, scc, missing)
 
 
-def _coefficients(planes: Planes, keep: Optional[jax.Array], n: int):
+def _coefficients(window: moments.CentredWindow, scc: jax.Array, keep: Optional[jax.Array], n: int):
     """``(a, b_p, b_t)`` of each map pixel ``c``: with ``n = w * w`` values per window,
 
         d scc_c / d hp_p(q) = a_c (t_q - mt_c) - b_p,c (p_q - mp_c),
@@ -425,7 +432,7 @@ def _coefficients(planes: Planes, keep: Optional[jax.Array], n: int):
     for ``q`` in the window of ``c``: ``a = 1 / (n sd_p sd_t)``, ``b_p = scc / (n var_p)``.
     Zero where the map pixel does not count or its denominator is 0 (where
     ``scc`` is 0 by definition)."""
-    vp, vt = jnp.maximum(planes.window.vp, 0), jnp.maximum(planes.window.vt, 0)
+    vp, vt = jnp.maximum(window.vp, 0), jnp.maximum(window.vt, 0)
     ok = (vp > 0) & (vt > 0)
     if keep is not None:
         ok = ok & keep
@@ -433,8 +440,8 @@ def _coefficients(planes: Planes, keep: Optional[jax.Array], n: int):
     vp, vt = jnp.where(ok, vp, one), jnp.where(ok, vt, one)
     inv_n = jnp.asarray(1.0 / n, vp.dtype)
     a = jnp.where(ok, inv_n / (jnp.sqrt(vp) * jnp.sqrt(vt)), zero)
-    b_p = jnp.where(ok, planes.scc * inv_n / vp, zero)
-    b_t = jnp.where(ok, planes.scc * inv_n / vt, zero)
+    b_p = jnp.where(ok, scc * inv_n / vp, zero)
+    b_t = jnp.where(ok, scc * inv_n / vt, zero)
     return a, b_p, b_t
 
 
@@ -460,12 +467,11 @@ class GradientFields(NamedTuple):
     e_t: Optional[jax.Array]
 
 
-def gradient_fields(planes: Planes, keep: Optional[jax.Array], config: Config, wanted: Tuple[bool, bool]) -> GradientFields:
-    """The per-pixel fields of :func:`counted_sum_gradient` (elementwise in the
-    window statistics)."""
-    w = config.window_size
-    a, b_p, b_t = _coefficients(planes, keep, w * w)
-    dp, dt = planes.window.dp, planes.window.dt
+def _fields(
+    window: moments.CentredWindow, scc: jax.Array, keep: Optional[jax.Array], n: int, wanted: Tuple[bool, bool]
+) -> GradientFields:
+    a, b_p, b_t = _coefficients(window, scc, keep, n)
+    dp, dt = window.dp, window.dt
     return GradientFields(
         a,
         b_p if wanted[0] else None,
@@ -473,6 +479,13 @@ def gradient_fields(planes: Planes, keep: Optional[jax.Array], config: Config, w
         b_p * dp - a * dt if wanted[0] else None,
         b_t * dt - a * dp if wanted[1] else None,
     )
+
+
+def gradient_fields(planes: Planes, keep: Optional[jax.Array], config: Config, wanted: Tuple[bool, bool]) -> GradientFields:
+    """The per-pixel fields of :func:`counted_sum_gradient` (elementwise in the
+    window statistics)."""
+    w = config.window_size
+    return _fields(planes.window, planes.scc, keep, w * w, wanted)
 
 
 def counted_sum_gradient(
@@ -529,7 +542,7 @@ def planes_map_tangent(
     over the window of ``c``, deviations centred as in :func:`counted_sum_gradient`.
     Linear in the tangents (JAX transposes it for reverse mode)."""
     w = config.window_size
-    a, b_p, b_t = _coefficients(planes, None, w * w)
+    a, b_p, b_t = _coefficients(planes.window, planes.scc, None, w * w)
     d_hp = [
         None if x is None else _high_pass_linear(jnp.where(planes.missing, jnp.zeros_like(x), x) if planes.missing is not None else x, config.hp_filter)
         for x in tangents
@@ -549,3 +562,95 @@ def planes_map_tangent(
         dts = taps(d_hp[1])
         total = total + a * sum(e * d for e, d in zip(dev_p, dts)) - b_t * sum(e * d for e, d in zip(dev_t, dts))
     return total
+
+
+# --- the derivative of a band's counted map sum -----------------------------------
+
+
+def high_pass_rows_transpose(band: Band, g: jax.Array, config: Config) -> jax.Array:
+    """The transpose of the high-pass on a band's rows (its derivative is the
+    linear map ``x -> 2 * conv2d(x)`` on the band's input rows, given like
+    :class:`Band`'s): a cotangent of the high-passed rows ``(..., r + w - 1, W)``
+    to one of the input rows (0 at missing pixels under ``ignore_nans``).
+
+    The transposed taps are one pass (the rotated filter over the zero-padded
+    cotangent) instead of one array per tap, as autodiff would make them."""
+    hp_filter = highpass.normalised(config.hp_filter)
+    kh, kw = len(hp_filter), len(hp_filter[0])
+    inside = band.inside.reshape((1,) * (g.ndim - band.inside.ndim) + band.inside.shape)
+    g = jnp.where(inside, g, jnp.zeros_like(g))
+    g = jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(kh - 1, kh - 1), (kw - 1, kw - 1)])
+    rotated = tuple(tuple(row[::-1]) for row in hp_filter[::-1])
+    g = highpass._filter_taps(g, rotated, 2.0)  # the input rows, columns padded
+    shape = band.preds.shape[:-1] + (band.preds.shape[-1],)
+    (g,) = jax.linear_transpose(
+        lambda x: highpass.pad_for_high_pass(x, hp_filter, rows=False), jax.ShapeDtypeStruct(shape, g.dtype)
+    )(g)
+    if config.ignore_nans:
+        g = jnp.where(jnp.isnan(band.preds) | jnp.isnan(band.target), jnp.zeros_like(g), g)
+    return g
+
+
+def band_gradient(
+    band: Band,
+    config: Config,
+    wanted: Tuple[bool, bool],
+    *,
+    pairing: str = "slices",
+    rows: Optional[jax.Array] = None,
+    boundary=lambda x: x,
+) -> Tuple[MapPixels, Tuple[Optional[jax.Array], Optional[jax.Array]]]:
+    """The SCC map of a band (and which pixels count), and the gradient of
+    the sum of its counted map pixels in the band's high-passed ``preds``
+    and/or ``target`` rows (where ``wanted``).
+
+    Written from the definition: the gradient in the high-passed ``p`` at
+    pixel ``q`` sums, over the windows ``c`` that contain it,
+    ``a_c (t_q - mt_c) - b_p,c (p_q - mp_c)`` (:func:`_coefficients`); each
+    deviation from a window's mean is the deviation from the window's centre
+    pixel minus the mean's offset from it, and
+    :func:`~jax_scc._src.moments.sum_over_windows` sums the deviations from
+    the centre pixels separably, each one between two values of a row or a
+    column (no cancellation), in O(w) per pixel. The derivative of the map
+    sum costs about what the map costs; the high-pass's transpose
+    (:func:`high_pass_rows_transpose`) then carries it to the inputs.
+
+    Args:
+      band: the band's input rows with their halo (:class:`Band`).
+      config: the configuration.
+      wanted: which of ``(preds, target)`` to differentiate in.
+      pairing: how the window moments are formed (:func:`window_map`).
+      rows: bool, broadcastable to the map band ``(..., r, W)``: the map
+        pixels summed (with those that count), or ``None`` for all.
+      boundary: applied to the intermediate results that several passes
+        read (an execution strategy's fusion barrier; identity by default).
+
+    Returns:
+      :class:`MapPixels` ``(..., r, W)`` and the two gradients
+      ``(..., r + w - 1, W)`` (``None`` where not wanted).
+    """
+    w = config.window_size
+    hp = high_pass(band, config)
+    p, t = boundary((hp.preds, hp.target))
+    hp = hp._replace(preds=p, target=t)
+    mom = moments.local_moments(p, t, w, pairing=pairing, rows_padded=True)
+    pixels = _map_pixels(hp, mom, config)
+    keep = pixels.keep
+    if rows is not None:
+        keep = rows if keep is None else keep & rows
+    before, _ = window_padding(w)
+    r = mom.mp.shape[-2]
+    centre = lambda x: lax.slice_in_dim(x, before, before + r, axis=x.ndim - 2)  # noqa: E731
+    window = moments.CentredWindow(mom.mp - centre(p), mom.mt - centre(t), mom.vp, mom.vt, mom.cov)
+    fields = boundary(_fields(window, pixels.map, keep, w * w, wanted))
+    # The fields at the windows' centres, in the high-passed rows (no window
+    # is centred in the halo rows).
+    widths = [(0, 0)] * (p.ndim - 2) + [window_padding(w), (0, 0)]
+    a, b_p, b_t, e_p, e_t = (None if x is None else jnp.pad(x, widths) for x in fields)
+    sums = {}
+    if b_p is not None:
+        sums["p"] = ([(a, t), (-b_p, p)], e_p)
+    if b_t is not None:
+        sums["t"] = ([(a, p), (-b_t, t)], e_t)
+    grads = dict(zip(sums, moments.sum_over_windows(list(sums.values()), w, boundary)))
+    return pixels, (grads.get("p"), grads.get("t"))

@@ -19,7 +19,7 @@ Two properties matter for SCC and are kept here:
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -495,3 +495,69 @@ def window_2d(p: jax.Array, t: jax.Array, w: int, form: str = "levels") -> Centr
         return (sum(s[k] for s in segments) + weight * between) * inv
 
     return CentredWindow(dp, dt, total(4, bpp), total(5, btt), total(6, bpt))
+
+
+def _adjoint_1d(
+    weighted: Sequence[Tuple[jax.Array, jax.Array]], plain: jax.Array, w: int, axis: int
+) -> Tuple[List[jax.Array], jax.Array]:
+    """One axis of :func:`sum_over_windows`: at each position ``i`` along
+    ``axis``, over the ``w`` windows whose span holds it (those centred at
+    ``i - floor((w-1)/2) ... i + ceil((w-1)/2)``; positions outside the array
+    have no window), each weight's sum and
+    ``sum_c plain_c + sum_k weight_k,c * (value_k,i - value_k,c)``."""
+    before, after = window_padding(w)
+    n = plain.shape[axis]
+    widths = [(0, 0)] * plain.ndim
+    widths[axis] = (after, before)
+    cut = lambda x, k: lax.slice_in_dim(x, k, k + n, axis=axis)  # noqa: E731
+    padded = [(jnp.pad(a, widths), jnp.pad(v, widths), v) for a, v in weighted]
+    plain = jnp.pad(plain, widths)
+    sums = [sum(cut(a, k) for k in range(w)) for a, _, _ in padded]
+    # Each deviation is between two values of one row (column), at most w - 1
+    # apart: exact where they are close.
+    centred = sum(cut(plain, k) + sum(cut(a, k) * (v - cut(vp, k)) for a, vp, v in padded) for k in range(w))
+    return sums, centred
+
+
+def sum_over_windows(
+    sums: Sequence[Tuple[Sequence[Tuple[jax.Array, jax.Array]], jax.Array]],
+    w: int,
+    boundary: Callable[[Any], Any] = lambda x: x,
+) -> List[jax.Array]:
+    """For every pixel ``q`` of ``(..., H, W)`` planes, the sum over the
+    zero-padded ``w x w`` windows ``c`` that contain it of::
+
+        plain_c + sum_k weight_k,c * (value_k,q - value_k,c)
+
+    for each ``(weighted, plain)`` of ``sums`` (``weighted``: the
+    ``(weight_k, value_k)`` pairs), with the fields ``plain`` and ``weight_k``
+    given at the windows' centre pixels ``c`` (0 where there is no window)
+    and ``value_k`` at every pixel: the transpose of the window (what the
+    derivative of a windowed statistic needs), centred. Several sums are
+    formed in the same passes (what they share is read once).
+
+    Formed separably, columns then rows, in O(w) per pixel:
+    ``value_q - value_c = (value_q - value_r) + (value_r - value_c)`` through
+    the pixel ``r`` in ``q``'s row and ``c``'s column, so that every
+    deviation is between two values of one column or one row, close where the
+    values are. (``value_q * sum weight - sum weight * value_c`` loses every
+    digit where the windows' values are nearly equal: up to 7e-2 of the
+    largest gradient of SCC on quantized photographs at w = 3.)
+
+    Args:
+      sums: ``(weighted, plain)`` pairs, every array ``(..., H, W)``.
+      w: the window size.
+      boundary: applied to the column pass's results before the row pass
+        reads them (an execution strategy's fusion barrier; identity by default).
+
+    Returns:
+      One ``(..., H, W)`` array per entry of ``sums``.
+    """
+    if w == 1:
+        return [plain for _, plain in sums]
+    axis = sums[0][1].ndim - 2
+    columns = boundary([_adjoint_1d(weighted, plain, w, axis) for weighted, plain in sums])
+    return [
+        _adjoint_1d([(s, v) for s, (_, v) in zip(column_sums, weighted)], partial, w, axis + 1)[1]
+        for (column_sums, partial), (weighted, _) in zip(columns, sums)
+    ]

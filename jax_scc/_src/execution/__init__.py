@@ -204,9 +204,10 @@ def _scc_jvp(config: Config, output: str, primals, tangents):
     the value.
 
     * Per-sample scores (the loss path): the walk also returns, chunk by chunk,
-      the gradient of each sample's sum of counted map pixels (a chunk's
-      reverse-mode derivative, taken while it is in cache; on GPU/TPU the rule
-      written from the definition); the tangent is its inner product with the
+      the gradient of each sample's sum of counted map pixels (the rule
+      written from the definition, centred: chunk by chunk while each is in
+      cache on CPU, :func:`~jax_scc._src.definition.band_gradient`; the
+      two-pass formulation's own on GPU/TPU); the tangent is its inner product with the
       input tangents over the sample, divided by the number of counted pixels.
       Linear in the tangents, so JAX's reverse mode only multiplies the stored
       gradients (one per differentiated input) by the cotangent: no second

@@ -139,6 +139,18 @@ class _Walk(NamedTuple):
         count = self.plan.rows + before + after
         return jnp.clip(chunk.r0 - before, 0, h - count), count
 
+    def rows(self, chunk: _Chunk, lo: Any, x: jax.Array) -> jax.Array:
+        """The chunk's band rows (:class:`~jax_scc._src.definition.Band`) of a
+        slab of ``x`` read from row ``lo`` (:meth:`slab`)."""
+        if self.plan.bands == 1:
+            return definition.extend_rows(x, self.config)
+        h, count = self.shape[2], x.shape[2]
+        before, _ = definition.halo(self.config)
+        wanted = chunk.r0 - before + jnp.arange(count)
+        wanted = jnp.where(wanted < 0, -wanted - 1, wanted)  # symmetric reflection
+        wanted = jnp.where(wanted >= h, 2 * h - 1 - wanted, wanted)
+        return jnp.take(x, jnp.clip(wanted - lo, 0, count - 1), axis=2)
+
     def band(self, chunk: _Chunk, lo: Any, slabs: Sequence[Optional[jax.Array]]):
         """The chunk's :class:`~jax_scc._src.definition.Band` from the slabs of
         ``(preds, target)``, and the same rows of further slabs (tangents;
@@ -148,15 +160,9 @@ class _Walk(NamedTuple):
             extents = lax.dynamic_slice(self.sizes, (chunk.n0, 0), (chunk.extent[0], 2))
         if self.plan.bands == 1:
             band = definition.whole_planes(slabs[0], slabs[1], self.config, extents)
-            return band, [None if x is None else definition.extend_rows(x, self.config) for x in slabs[2:]]
-        h, count = self.shape[2], slabs[0].shape[2]
-        before, _ = definition.halo(self.config)
-        wanted = chunk.r0 - before + jnp.arange(count)
-        wanted = jnp.where(wanted < 0, -wanted - 1, wanted)  # symmetric reflection
-        wanted = jnp.where(wanted >= h, 2 * h - 1 - wanted, wanted)
-        local = jnp.clip(wanted - lo, 0, count - 1)
-        rows = [None if x is None else jnp.take(x, local, axis=2) for x in slabs]
-        inside = definition.inside_rows(chunk.r0, self.plan.rows, h, self.config.window_size, extents, self.shape[3])
+            return band, [None if x is None else self.rows(chunk, lo, x) for x in slabs[2:]]
+        rows = [None if x is None else self.rows(chunk, lo, x) for x in slabs]
+        inside = definition.inside_rows(chunk.r0, self.plan.rows, self.shape[2], self.config.window_size, extents, self.shape[3])
         sigma_p, sigma_t = (lax.dynamic_slice(s, (chunk.n0, chunk.c0, 0, 0), (1, 1, 1, 1)) for s in self.sigmas)
         return definition.Band(rows[0], rows[1], inside, sigma_p, sigma_t), rows[2:]
 
@@ -263,11 +269,11 @@ def scores(
     sample's counted map pixels (input layout), in the same walk.
 
     The derivative of the scores is these gradients divided by the number of
-    counted pixels (see :func:`~jax_scc._src.definition.scores_and_grads`).
-    A chunk's gradient is the reverse-mode derivative of its own computation
-    (centred through the windows' merge tree, as the moments themselves),
-    taken while the chunk is in cache; a band's gradient reaches into its halo
-    rows, so bands add theirs up.
+    counted pixels. A chunk's gradient is the rule written from the
+    definition (:func:`~jax_scc._src.definition.band_gradient`: separable,
+    centred, about the cost of the chunk's map), formed while the chunk is in
+    cache, with a fusion barrier wherever several passes read one result; a
+    band's gradient reaches into its halo rows, so bands add theirs up.
     """
     fmt = config.data_format
     walk = _walk(p, config, pairing, t, sizes)
@@ -279,24 +285,24 @@ def scores(
         chunk = _locate(i, walk.plan, walk.shape)
         lo, count = walk.slab(chunk)
         slabs = [_read(x, chunk, lo, count, fmt) for x in (p, t)]
-
-        def counted(*diff):
-            inputs = list(slabs)
-            for k, x in zip(wanted, diff):
-                inputs[k] = x
-            pixels, _ = walk.pixels(walk.band(chunk, lo, inputs)[0])
-            fresh = (chunk.r0 + jnp.arange(pixels.map.shape[2]) >= chunk.fresh)[None, None, :, None]
-            return definition.counted_sum(pixels, fresh), definition.row_stats(pixels)
-
+        band, _ = walk.band(chunk, lo, slabs)
         idx = (chunk.n0, chunk.c0, chunk.r0)
         if not wanted:
-            pixels, _ = walk.pixels(walk.band(chunk, lo, slabs)[0])
+            pixels, _ = walk.pixels(band)
             rows = definition.row_stats(pixels)
             return jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows), grads
-        total, vjp, rows = jax.vjp(counted, *[slabs[k] for k in wanted], has_aux=True)
+        # The map pixels no earlier chunk summed.
+        fresh = (chunk.r0 + jnp.arange(walk.plan.rows) >= chunk.fresh)[None, None, :, None]
+        pixels, g_hp = definition.band_gradient(
+            band, config, gradients, pairing=pairing, rows=fresh, boundary=materialise
+        )
+        rows = definition.row_stats(pixels)
         rows_acc = jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows)
         out, at = [], _index(chunk, lo, fmt)
-        for g, ct in zip(grads, vjp(jnp.ones_like(total))):
+        for g, k in zip(grads, wanted):
+            # The high-pass is linear: its transpose carries the gradient to the slab.
+            _, rows_transpose = jax.vjp(lambda x: walk.rows(chunk, lo, x), slabs[k])
+            ct = rows_transpose(definition.high_pass_rows_transpose(band, g_hp[k], config))[0]
             ct = from_nchw(ct, fmt)
             if walk.plan.bands > 1:  # overlapping halos: add up
                 ct = ct + lax.dynamic_slice(g, at, ct.shape)

@@ -10,7 +10,8 @@ high-pass, one pass that forms every window from its ``w * w`` values and
 ends in the ratio and the reduction (XLA for an H200: 24 bytes per pixel and
 2 inputs' worth of temporaries, ``benchmarks/accel_compile.py``), and an
 analytic derivative of the same shape. Other pairings (and larger windows)
-run the band definition on the whole planes.
+run the band definition on the whole planes, with the band's derivative rule
+(:func:`~jax_scc._src.definition.band_gradient`, as on CPU).
 """
 
 from __future__ import annotations
@@ -118,18 +119,17 @@ def scores(
         grads = tuple(None if g is None else from_nchw(g, fmt) for g in grads)
         return definition.scores(rows), grads, definition.counted(rows, shape)
 
-    wanted = [i for i, g in enumerate(gradients) if g]
-
-    def counted(*diff):
-        inputs = [p, t]
-        for k, x in zip(wanted, diff):
-            inputs[k] = x
-        band = definition.whole_planes(*(to_nchw(x, fmt) for x in inputs), config, sizes)
+    band = definition.whole_planes(to_nchw(p, fmt), to_nchw(t, fmt), config, sizes)
+    if not any(gradients):
         pixels, _ = definition.band_map(band, config, pairing=pairing)
-        return definition.counted_sum(pixels), definition.row_stats(pixels)
-
-    total, vjp, rows = jax.vjp(counted, *[(p, t)[k] for k in wanted], has_aux=True)
+        rows = definition.row_stats(pixels)
+        return definition.scores(rows), (None, None), definition.counted(rows, shape)
+    pixels, g_hp = definition.band_gradient(band, config, gradients, pairing=pairing)
+    rows = definition.row_stats(pixels)
     grads = [None, None]
-    for k, g in zip(wanted, vjp(jax.numpy.ones_like(total))):
-        grads[k] = g
+    for k, x in enumerate((p, t)):
+        if gradients[k]:
+            # The high-pass is linear: its transpose carries the gradient to the input.
+            _, rows_transpose = jax.vjp(lambda x: definition.extend_rows(x, config), to_nchw(x, fmt))
+            grads[k] = from_nchw(rows_transpose(definition.high_pass_rows_transpose(band, g_hp[k], config))[0], fmt)
     return definition.scores(rows), tuple(grads), definition.counted(rows, shape)
