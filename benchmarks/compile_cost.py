@@ -119,7 +119,8 @@ def main(argv=None) -> int:
         f"{NAIVE}: torchmetrics' steps in plain jnp (`benchmarks/_naive.py`), plain `jax.value_and_grad`; "
         "× naive: total seconds over the naive version's.",
         "",
-        "| program | shape | version | trace + lower s | XLA compile s | total s | × naive | StableHLO lines | fusions |",
+        "| program | shape | version | trace + lower s | XLA compile s | total s | × naive | StableHLO lines "
+        "| fusions |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     total = lambda r: r["lower_s"] + r["compile_s"]  # noqa: E731

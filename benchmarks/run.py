@@ -20,7 +20,8 @@ revision, the naive JAX port a user writes instead (``_naive.py``, plain
 ``jax.grad``; checked to agree with jax_scc first) and torchmetrics' autograd
 ``.backward()``; fwd+bwd over each one's own forward), ``memory`` (XLA
 ``memory_analysis()`` temporaries and compile time of the forward and of
-``jit(grad)``, each in a fresh process).
+``jit(grad)``, the latter also for each ``--baseline`` and the naive port,
+each in a fresh process).
 
 A full run writes ``benchmarks/results/<backend>.json`` and ``<backend>.md``
 (the tables) and ``<backend>-size.png`` / ``<backend>-window.png`` (the
@@ -267,12 +268,13 @@ def time_case(shape, window_size, rounds, include, baselines, log) -> Dict[str, 
 
 _MEMORY_CODE = """
 import json, sys, time
-sys.path.insert(0, {root!r})
-import jax, jax.numpy as jnp, jax_scc
+sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + '/benchmarks')
+import jax, jax.numpy as jnp, jax_scc, _baseline, _naive
 x = jax.ShapeDtypeStruct({shape!r}, jnp.float32)
 f = lambda a, b: jax_scc.spatial_correlation_coefficient(a, b, window_size={w}, reduction='none', method={method!r})
 if {grad!r}:
-    f = jax.grad(lambda a, b: 1.0 - jax_scc.spatial_correlation_coefficient(a, b, window_size={w}), argnums=(0, 1))
+    lib = {{'': jax_scc, 'naive': _naive}}.get({version!r}) or _baseline.load({version!r})
+    f = jax.grad(lambda a, b: 1.0 - lib.spatial_correlation_coefficient(a, b, window_size={w}), argnums=(0, 1))
 start = time.perf_counter(); compiled = jax.jit(f).lower(x, x).compile(); compile_s = time.perf_counter() - start
 ma = compiled.memory_analysis()
 print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
@@ -280,10 +282,13 @@ print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
 """
 
 
-def memory_report(shape, method, window_size=8, grad=False) -> dict:
+def memory_report(shape, method, window_size=8, grad=False, version="") -> dict:
     """Compile time and XLA's temporaries of the jitted forward (or, with
-    ``grad``, of ``jit(grad)`` of the loss in both inputs), in a fresh process."""
-    code = _MEMORY_CODE.format(root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method, grad=grad)
+    ``grad``, of ``jit(grad)`` of the loss in both inputs, for this tree's
+    jax_scc, ``version="naive"``'s port or a git revision's), in a fresh process."""
+    code = _MEMORY_CODE.format(
+        root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method, grad=grad, version=version
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
@@ -366,13 +371,15 @@ def markdown(results) -> str:
             "",
             "Under `jax.jit`, each in a fresh process: compile time and XLA temporaries "
             "(`memory_analysis()`) of the forward (`reduction='none'`, w=8) and of "
-            "`jit(grad)` of the loss in both inputs:",
+            "`jit(grad)` of the loss in both inputs (this tree's; `@REV`: a `--baseline` "
+            f"revision's; {NAIVE}: the plain-jnp port's):",
             "",
             "| shape | program | compile s | temporaries MiB | × one input |",
             "|---|---|---|---|---|",
         ]
         for label, r in results["memory"].items():
-            shape, method = label.rsplit(" ", 1)
+            shape, method = label.split(") ", 1)
+            shape += ")"
             if "error" in r:
                 lines.append(f"| {shape} | {method} | error: {r['error']} | | |")
                 continue
@@ -482,6 +489,10 @@ def main(argv=None):
         for shape in grad_mem_shapes:
             log(f"memory and compile time of jit(grad), {shape}")
             results["memory"][f"{shape} jit(grad)"] = memory_report(shape, "auto", grad=True)
+            for rev in args.baseline:
+                results["memory"][f"{shape} jit(grad) @{rev}"] = memory_report(shape, "auto", grad=True, version=rev)
+            log(f"memory and compile time of jit(grad), {shape}, {NAIVE}")
+            results["memory"][f"{shape} jit(grad) {NAIVE}"] = memory_report(shape, "auto", grad=True, version="naive")
     results["peak_rss_this_process_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     out_dir.mkdir(parents=True, exist_ok=True)
