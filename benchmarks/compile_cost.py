@@ -5,14 +5,19 @@ Run (CPU; a minute or two):
 
     python benchmarks/compile_cost.py                      # this working tree
     python benchmarks/compile_cost.py --baseline 57415dd   # and another revision, same run
+    python benchmarks/compile_cost.py --quick              # small shapes, 1 round: a smoke test
 
 Per program (the forward ``1 - SCC`` score, ``value_and_grad`` in ``preds``
-and in both inputs, and the map) and shape: the seconds to trace and lower
+and in both inputs, and the map) and shape, for this tree, each ``--baseline``
+revision and the naive JAX port a user writes instead (``_naive.py``: its
+programs are its own loss, ``jax.value_and_grad`` of it and its per-pixel
+map; checked first to agree with jax_scc): the seconds to trace and lower
 (``jax.jit(f).lower``), the seconds XLA compiles (``.compile()``), the lines of
 StableHLO handed to XLA and the fusions of the optimized program's ENTRY
 computation. Versions and programs are interleaved round by round, JAX's
 caches cleared before each compilation, and the medians reported. Writes
-``benchmarks/results/compile-<backend>.json`` and ``.md``.
+``benchmarks/results/compile-<backend>.json`` and ``.md`` (``--quick``: under
+``benchmarks/results/quick/``, not committed).
 """
 
 from __future__ import annotations
@@ -31,10 +36,15 @@ sys.path.insert(0, str(HERE))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 import jax_scc  # noqa: E402
 
+import _naive  # noqa: E402
+
 SHAPES = ((8, 3, 1024, 1024), (1, 1, 64, 64))
+QUICK_SHAPES = ((2, 3, 64, 64), (1, 1, 32, 32))
+NAIVE = "naive JAX"
 PROGRAMS = ("forward", "value_and_grad (preds)", "value_and_grad (both)", "map")
 
 
@@ -72,14 +82,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", action="append", default=[], metavar="REV")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--quick", action="store_true", help="small shapes, 1 round (a smoke test)")
     args = parser.parse_args(argv)
     import _baseline
 
-    versions = {"this tree": jax_scc, **{rev: _baseline.load(rev) for rev in args.baseline}}
+    shapes, out_dir = SHAPES, args.out or HERE / "results"
+    if args.quick:
+        shapes, args.rounds, out_dir = QUICK_SHAPES, 1, args.out or HERE / "results" / "quick"
+    rng = np.random.default_rng(0)
+    target = rng.uniform(size=(2, 3, 64, 64)).astype(np.float32)
+    preds = target + np.float32(0.1) * rng.standard_normal(target.shape, dtype=np.float32)
+    _naive.check_agrees(preds, target)  # the naive programs compute the same score
+    versions = {"this tree": jax_scc, **{rev: _baseline.load(rev) for rev in args.baseline}, NAIVE: _naive}
+    order = list(versions)
     samples = {}
     for _ in range(args.rounds):
-        for shape in SHAPES:
+        for shape in shapes:
             for name in PROGRAMS:
                 for version, lib in versions.items():
                     samples.setdefault((version, name, shape), []).append(measure(lib, name, shape))
@@ -97,18 +116,25 @@ def main(argv=None) -> int:
         f"{time.strftime('%Y-%m-%d')}; medians of {args.rounds} interleaved rounds, caches cleared before each "
         "(`python benchmarks/compile_cost.py`).",
         "",
-        "| program | shape | version | trace + lower s | XLA compile s | total s | StableHLO lines | fusions |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{NAIVE}: torchmetrics' steps in plain jnp (`benchmarks/_naive.py`), plain `jax.value_and_grad`; "
+        "× naive: total seconds over the naive version's.",
+        "",
+        "| program | shape | version | trace + lower s | XLA compile s | total s | × naive | StableHLO lines "
+        "| fusions |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in sorted(rows, key=lambda r: (PROGRAMS.index(r["program"]), r["shape"], r["version"] != "this tree")):
+    total = lambda r: r["lower_s"] + r["compile_s"]  # noqa: E731
+    naive = {(r["program"], tuple(r["shape"])): total(r) for r in rows if r["version"] == NAIVE}
+    for row in sorted(rows, key=lambda r: (PROGRAMS.index(r["program"]), r["shape"], order.index(r["version"]))):
         shape = "×".join(map(str, row["shape"]))
         lines.append(
             f"| {row['program']} | {shape} | {row['version']} | {row['lower_s']:.2f} | {row['compile_s']:.2f} | "
-            f"{row['lower_s'] + row['compile_s']:.2f} | {row['stablehlo_lines']:.0f} | {row['fusions']:.0f} |"
+            f"{total(row):.2f} | {total(row) / naive[row['program'], tuple(row['shape'])]:.1f} | "
+            f"{row['stablehlo_lines']:.0f} | {row['fusions']:.0f} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"compile-{backend}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (args.out / f"compile-{backend}.md").write_text("\n".join(lines) + "\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"compile-{backend}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out_dir / f"compile-{backend}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -14,11 +14,14 @@ flat regions (16 grey levels plus noise), default filter, ``window_size=8``
 unless the case says otherwise.
 
 Sections (``--sections``): ``shapes`` (forward throughput), ``sizes`` and
-``windows`` (scaling), ``grad`` (the loss ``1 - SCC`` and its gradient in both
-inputs: jax_scc's ``value_and_grad`` against torchmetrics' autograd
-``.backward()``, and fwd+bwd over forward), ``memory`` (XLA
+``windows`` (scaling), ``grad`` (the loss ``1 - SCC``: forward, and value
+and gradient in ``preds`` and in both inputs, for jax_scc, each ``--baseline``
+revision, the naive JAX port a user writes instead (``_naive.py``, plain
+``jax.grad``; checked to agree with jax_scc first) and torchmetrics' autograd
+``.backward()``; fwd+bwd over each one's own forward), ``memory`` (XLA
 ``memory_analysis()`` temporaries and compile time of the forward and of
-``jit(grad)``, each in a fresh process).
+``jit(grad)``, the latter also for each ``--baseline`` and the naive port,
+each in a fresh process).
 
 A full run writes ``benchmarks/results/<backend>.json`` and ``<backend>.md``
 (the tables) and ``<backend>-size.png`` / ``<backend>-window.png`` (the
@@ -50,6 +53,8 @@ import jax  # noqa: E402
 
 import jax_scc  # noqa: E402
 
+import _naive  # noqa: E402
+
 METHODS = ("slices", "conv")
 DIRECT_UP_TO = 8
 SHAPES = [(1, 1, 512, 512), (16, 1, 512, 512), (32, 3, 128, 128), (8, 3, 1024, 1024)]
@@ -60,6 +65,8 @@ MEMORY_SHAPES = [(1, 1, 512, 512), (8, 3, 1024, 1024), (1, 1, 8192, 8192)]
 GRAD_SHAPES = [(16, 1, 512, 512), (32, 3, 128, 128), (8, 3, 1024, 1024)]
 GRAD_MEMORY_SHAPES = [(16, 1, 512, 512), (8, 3, 1024, 1024)]
 SECTIONS = ("shapes", "sizes", "windows", "grad", "memory")
+NAIVE = "naive JAX"  # benchmarks/_naive.py: torchmetrics' steps in plain jnp
+GRAD_PROGRAMS = ("forward", "fwd+bwd (preds)", "fwd+bwd (both)")
 
 
 def make_pair(shape, seed=0):
@@ -168,15 +175,18 @@ def grad_runners(include, baselines) -> Dict[str, Callable]:
 
         return setup
 
-    out = {
-        "jax_scc forward": jax_setup(jax.jit(jax_loss(jax_scc))),
-        "jax_scc fwd+bwd (preds)": jax_setup(jax.jit(jax.value_and_grad(jax_loss(jax_scc)))),
-        "jax_scc fwd+bwd (both)": jax_setup(jax.jit(jax.value_and_grad(jax_loss(jax_scc), argnums=(0, 1)))),
-    }
+    def jax_programs(label, package):
+        loss = jax_loss(package)
+        return {
+            f"{label} forward": jax_setup(jax.jit(loss)),
+            f"{label} fwd+bwd (preds)": jax_setup(jax.jit(jax.value_and_grad(loss))),
+            f"{label} fwd+bwd (both)": jax_setup(jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))),
+        }
+
+    out = jax_programs("jax_scc", jax_scc)
     for rev, package in baselines.items():
-        out[f"jax_scc@{rev} fwd+bwd (both)"] = jax_setup(
-            jax.jit(jax.value_and_grad(jax_loss(package), argnums=(0, 1)))
-        )
+        out.update(jax_programs(f"jax_scc@{rev}", package))
+    out.update(jax_programs(NAIVE, _naive))  # what a user writes instead: torchmetrics' steps in jnp
     if "torchmetrics" in include:
         try:
             import torch
@@ -185,14 +195,14 @@ def grad_runners(include, baselines) -> Dict[str, Callable]:
             return out
         cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
 
-        def tm_setup(backward):
+        def tm_setup(backward, both=True):
             def setup(p, t):
                 tp, tt = torch.from_numpy(p), torch.from_numpy(t)
                 if cuda:
                     tp, tt = tp.cuda(), tt.cuda()
 
                 def call():
-                    a, b = tp.clone().requires_grad_(backward), tt.clone().requires_grad_(backward)
+                    a, b = tp.clone().requires_grad_(backward), tt.clone().requires_grad_(backward and both)
                     loss = 1.0 - tm_scc(a, b)
                     if backward:
                         loss.backward()
@@ -205,23 +215,39 @@ def grad_runners(include, baselines) -> Dict[str, Callable]:
             return setup
 
         out["torchmetrics forward"] = tm_setup(False)
+        out["torchmetrics fwd+bwd (preds)"] = tm_setup(True, both=False)
         out["torchmetrics fwd+bwd (both)"] = tm_setup(True)
     return out
+
+
+def split_grad_name(name: str):
+    """``"jax_scc@abc fwd+bwd (preds)"`` -> ``("jax_scc@abc", "fwd+bwd (preds)")``."""
+    for program in GRAD_PROGRAMS:
+        if name.endswith(" " + program):
+            return name[: -len(program) - 1], program
+    return name, ""
 
 
 def time_grad_case(shape, rounds, include, baselines, log) -> Dict[str, dict]:
     """Loss and gradient timings on one shape; ratios to jax_scc's forward and
     to torchmetrics' fwd+bwd, all from the same interleaved rounds."""
     p, t = make_pair(shape)
+    naive, ours = _naive.check_agrees(p, t)  # the baseline computes the same score, or no timing
+    log(f"  {shape}: SCC naive JAX {naive:.7f}, jax_scc {ours:.7f}")
     calls = {name: setup(p, t) for name, setup in grad_runners(include, baselines).items()}
     out = time_calls(calls, rounds)
     forward = out["jax_scc forward"]["median_s"]
     tm = out.get("torchmetrics fwd+bwd (both)", {}).get("median_s")
     mpix = float(np.prod(shape)) / 1e6
-    for r in out.values():
+    for name, r in out.items():
+        impl, program = split_grad_name(name)
+        own = out.get(f"{impl} forward", {}).get("median_s")
+        tm_same = out.get(f"torchmetrics {program}", {}).get("median_s")
         r["mpix_per_s"] = mpix / r["median_s"]
         r["over_jax_forward"] = r["median_s"] / forward
+        r["over_own_forward"] = r["median_s"] / own if own else None
         r["vs_torchmetrics_fwd_bwd"] = tm / r["median_s"] if tm else None
+        r["vs_torchmetrics_same"] = tm_same / r["median_s"] if tm_same else None
     log(f"  {shape}: " + ", ".join(f"{k} {v['median_s'] * 1e3:.0f} ms" for k, v in out.items()))
     return out
 
@@ -242,12 +268,13 @@ def time_case(shape, window_size, rounds, include, baselines, log) -> Dict[str, 
 
 _MEMORY_CODE = """
 import json, sys, time
-sys.path.insert(0, {root!r})
-import jax, jax.numpy as jnp, jax_scc
+sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + '/benchmarks')
+import jax, jax.numpy as jnp, jax_scc, _baseline, _naive
 x = jax.ShapeDtypeStruct({shape!r}, jnp.float32)
 f = lambda a, b: jax_scc.spatial_correlation_coefficient(a, b, window_size={w}, reduction='none', method={method!r})
 if {grad!r}:
-    f = jax.grad(lambda a, b: 1.0 - jax_scc.spatial_correlation_coefficient(a, b, window_size={w}), argnums=(0, 1))
+    lib = {{'': jax_scc, 'naive': _naive}}.get({version!r}) or _baseline.load({version!r})
+    f = jax.grad(lambda a, b: 1.0 - lib.spatial_correlation_coefficient(a, b, window_size={w}), argnums=(0, 1))
 start = time.perf_counter(); compiled = jax.jit(f).lower(x, x).compile(); compile_s = time.perf_counter() - start
 ma = compiled.memory_analysis()
 print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
@@ -255,10 +282,13 @@ print(json.dumps(dict(compile_s=compile_s, temp_bytes=ma.temp_size_in_bytes,
 """
 
 
-def memory_report(shape, method, window_size=8, grad=False) -> dict:
+def memory_report(shape, method, window_size=8, grad=False, version="") -> dict:
     """Compile time and XLA's temporaries of the jitted forward (or, with
-    ``grad``, of ``jit(grad)`` of the loss in both inputs), in a fresh process."""
-    code = _MEMORY_CODE.format(root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method, grad=grad)
+    ``grad``, of ``jit(grad)`` of the loss in both inputs, for this tree's
+    jax_scc, ``version="naive"``'s port or a git revision's), in a fresh process."""
+    code = _MEMORY_CODE.format(
+        root=str(HERE.parent), shape=tuple(shape), w=window_size, method=method, grad=grad, version=version
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
@@ -302,40 +332,54 @@ def markdown(results) -> str:
         lines += ["", f"Scaling with window size ({results['window_shape']}), Mpix/s:", ""]
         lines += throughput_table(results["windows"], "window")
     if results.get("grad"):
+        shapes = list(results["grad"])
         names = list(dict.fromkeys(n for row in results["grad"].values() for n in row))
+        impls = list(dict.fromkeys(split_grad_name(n)[0] for n in names))
         lines += [
             "",
-            "The loss `1 - SCC` (w=8) and its gradient, ms per call (median of interleaved "
-            "rounds); in parentheses: time over jax_scc's forward / torchmetrics fwd+bwd "
-            "over this (how many times faster):",
+            "The loss `1 - SCC` (w=8): forward, and value and gradient in `preds` or in both "
+            "inputs; ms per call (median of interleaved rounds), in parentheses: time over the "
+            "same implementation's forward / the same program in torchmetrics (autograd) over "
+            "this (how many times faster). naive JAX: torchmetrics' steps in plain jnp "
+            "(`benchmarks/_naive.py`), plain `jax.grad`:",
             "",
-            "| shape | " + " | ".join(names) + " |",
-            "|---" * (len(names) + 1) + "|",
+            "| implementation | program | " + " | ".join(shapes) + " |",
+            "|---|---" + "|---" * len(shapes) + "|",
         ]
-        for shape, row in results["grad"].items():
-            cells = []
-            for n in names:
-                r = row.get(n)
-                if r is None:
-                    cells.append("–")
+        for impl in impls:
+            for program in GRAD_PROGRAMS:
+                name = f"{impl} {program}"
+                if name not in names:
                     continue
-                extra = f"{r['over_jax_forward']:.2f}× fwd"
-                if r.get("vs_torchmetrics_fwd_bwd") and "torchmetrics" not in n:
-                    extra += f", {r['vs_torchmetrics_fwd_bwd']:.1f}× tm"
-                cells.append(f"{r['median_s'] * 1e3:.0f} ({extra})")
-            lines.append(f"| {shape} | " + " | ".join(cells) + " |")
+                cells = []
+                for shape in shapes:
+                    r = results["grad"][shape].get(name)
+                    if r is None:
+                        cells.append("–")
+                        continue
+                    extra = []
+                    if program != "forward" and r.get("over_own_forward"):
+                        extra.append(f"{r['over_own_forward']:.2f}× fwd")
+                    if impl != "torchmetrics" and r.get("vs_torchmetrics_same"):
+                        extra.append(f"{r['vs_torchmetrics_same']:.1f}× tm")
+                    ms = r["median_s"] * 1e3
+                    ms = f"{ms:.0f}" if ms >= 10 else f"{ms:.2f}"
+                    cells.append(ms + (f" ({', '.join(extra)})" if extra else ""))
+                lines.append(f"| {impl} | {program} | " + " | ".join(cells) + " |")
     if results.get("memory"):
         lines += [
             "",
             "Under `jax.jit`, each in a fresh process: compile time and XLA temporaries "
             "(`memory_analysis()`) of the forward (`reduction='none'`, w=8) and of "
-            "`jit(grad)` of the loss in both inputs:",
+            "`jit(grad)` of the loss in both inputs (this tree's; `@REV`: a `--baseline` "
+            f"revision's; {NAIVE}: the plain-jnp port's):",
             "",
             "| shape | program | compile s | temporaries MiB | × one input |",
             "|---|---|---|---|---|",
         ]
         for label, r in results["memory"].items():
-            shape, method = label.rsplit(" ", 1)
+            shape, method = label.split(") ", 1)
+            shape += ")"
             if "error" in r:
                 lines.append(f"| {shape} | {method} | error: {r['error']} | | |")
                 continue
@@ -445,6 +489,10 @@ def main(argv=None):
         for shape in grad_mem_shapes:
             log(f"memory and compile time of jit(grad), {shape}")
             results["memory"][f"{shape} jit(grad)"] = memory_report(shape, "auto", grad=True)
+            for rev in args.baseline:
+                results["memory"][f"{shape} jit(grad) @{rev}"] = memory_report(shape, "auto", grad=True, version=rev)
+            log(f"memory and compile time of jit(grad), {shape}, {NAIVE}")
+            results["memory"][f"{shape} jit(grad) {NAIVE}"] = memory_report(shape, "auto", grad=True, version="naive")
     results["peak_rss_this_process_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     out_dir.mkdir(parents=True, exist_ok=True)
