@@ -88,8 +88,15 @@ def test_chunk_walks_compute_the_definition(small_chunks, shape, chunk, window_s
     expected = ref.scc_map(p, t, window_size=window_size, data_format=data_format, ignore_nans=ignore_nans)
     np.testing.assert_array_equal(np.isnan(m), np.isnan(expected))
     np.testing.assert_allclose(m, expected, atol=1e-5, rtol=0, equal_nan=True)
-    scores = jax.jit(chunked.scores, static_argnums=(2, 3))(p, t, config, "slices")[0]
+    scores, grads, counted = jax.jit(chunked.scores, static_argnums=(2, 3, 4))(p, t, config, "slices", (True, True))
     np.testing.assert_allclose(scores, ref.scores_of_map(expected, ignore_nans), atol=1e-6, rtol=0)
+    # The gradients summed over chunks, bands and their overlapping halos: those
+    # of the whole planes at once (the rule itself is checked against float64
+    # autodiff in tests/test_gradients.py).
+    _, whole_grads, whole_counted = jax.jit(whole.scores, static_argnums=(2, 3, 4))(p, t, config, "slices", (True, True))
+    np.testing.assert_array_equal(counted, whole_counted)
+    for g, expected_g in zip(grads, whole_grads):
+        np.testing.assert_allclose(g, expected_g, atol=1e-6 * float(np.abs(expected_g).max()), rtol=0)
 
 
 def test_band_walk_keeps_nan_local_to_its_sample(small_chunks):
