@@ -633,7 +633,7 @@ def band_gradient(
     hp = high_pass(band, config)
     p, t = boundary((hp.preds, hp.target))
     hp = hp._replace(preds=p, target=t)
-    mom = moments.local_moments(p, t, w, pairing=pairing, rows_padded=True)
+    mom = boundary(moments.local_moments(p, t, w, pairing=pairing, rows_padded=True))
     pixels = _map_pixels(hp, mom, config)
     keep = pixels.keep
     if rows is not None:
