@@ -567,27 +567,20 @@ def planes_map_tangent(
 # --- the derivative of a band's counted map sum -----------------------------------
 
 
-def high_pass_rows_transpose(band: Band, g: jax.Array, config: Config) -> jax.Array:
-    """The transpose of the high-pass on a band's rows (its derivative is the
-    linear map ``x -> 2 * conv2d(x)`` on the band's input rows, given like
-    :class:`Band`'s): a cotangent of the high-passed rows ``(..., r + w - 1, W)``
-    to one of the input rows (0 at missing pixels under ``ignore_nans``).
-
-    The transposed taps are one pass (the rotated filter over the zero-padded
-    cotangent) instead of one array per tap, as autodiff would make them."""
+def _high_pass_transpose(hp: HighPassed, g: jax.Array, config: Config) -> jax.Array:
+    """The transpose of the high-pass of a band's rows (its derivative, the
+    linear map ``x -> 2 * conv2d(x)``): a cotangent of the high-passed rows
+    ``(..., r + w - 1, W)`` to one of the band's input rows (:class:`Band`),
+    0 at missing pixels under ``ignore_nans``."""
     hp_filter = highpass.normalised(config.hp_filter)
-    kh, kw = len(hp_filter), len(hp_filter[0])
-    inside = band.inside.reshape((1,) * (g.ndim - band.inside.ndim) + band.inside.shape)
-    g = jnp.where(inside, g, jnp.zeros_like(g))
-    g = jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(kh - 1, kh - 1), (kw - 1, kw - 1)])
-    rotated = tuple(tuple(row[::-1]) for row in hp_filter[::-1])
-    g = highpass._filter_taps(g, rotated, 2.0)  # the input rows, columns padded
-    shape = band.preds.shape[:-1] + (band.preds.shape[-1],)
+    inside = hp.inside.reshape((1,) * (g.ndim - hp.inside.ndim) + hp.inside.shape)
+    g = highpass.high_pass_valid_transpose(jnp.where(inside, g, jnp.zeros_like(g)), hp_filter)
+    shape = g.shape[:-1] + (g.shape[-1] - (len(hp_filter[0]) - 1),)  # the columns before padding
     (g,) = jax.linear_transpose(
         lambda x: highpass.pad_for_high_pass(x, hp_filter, rows=False), jax.ShapeDtypeStruct(shape, g.dtype)
     )(g)
-    if config.ignore_nans:
-        g = jnp.where(jnp.isnan(band.preds) | jnp.isnan(band.target), jnp.zeros_like(g), g)
+    if hp.missing is not None:
+        g = jnp.where(hp.missing, jnp.zeros_like(g), g)
     return g
 
 
@@ -601,8 +594,8 @@ def band_gradient(
     boundary=lambda x: x,
 ) -> Tuple[MapPixels, Tuple[Optional[jax.Array], Optional[jax.Array]]]:
     """The SCC map of a band (and which pixels count), and the gradient of
-    the sum of its counted map pixels in the band's high-passed ``preds``
-    and/or ``target`` rows (where ``wanted``).
+    the sum of its counted map pixels in the band's ``preds`` and/or
+    ``target`` rows (where ``wanted``).
 
     Written from the definition: the gradient in the high-passed ``p`` at
     pixel ``q`` sums, over the windows ``c`` that contain it,
@@ -613,7 +606,7 @@ def band_gradient(
     the centre pixels separably, each one between two values of a row or a
     column (no cancellation), in O(w) per pixel. The derivative of the map
     sum costs about what the map costs; the high-pass's transpose
-    (:func:`high_pass_rows_transpose`) then carries it to the inputs.
+    (:func:`_high_pass_transpose`) then carries it to the band's input rows.
 
     Args:
       band: the band's input rows with their halo (:class:`Band`).
@@ -626,8 +619,8 @@ def band_gradient(
         read (an execution strategy's fusion barrier; identity by default).
 
     Returns:
-      :class:`MapPixels` ``(..., r, W)`` and the two gradients
-      ``(..., r + w - 1, W)`` (``None`` where not wanted).
+      :class:`MapPixels` ``(..., r, W)`` and the two gradients, shaped like
+      the band's rows (``None`` where not wanted).
     """
     w = config.window_size
     hp = high_pass(band, config)
@@ -653,4 +646,4 @@ def band_gradient(
     if b_t is not None:
         sums["t"] = ([(a, p), (-b_t, t)], e_t)
     grads = dict(zip(sums, moments.sum_over_windows(list(sums.values()), w, boundary)))
-    return pixels, (grads.get("p"), grads.get("t"))
+    return pixels, tuple(None if k not in grads else _high_pass_transpose(hp, grads[k], config) for k in "pt")

@@ -194,6 +194,18 @@ def high_pass_valid(
     return (exact + rest) * jnp.asarray(2.0 * 2.0**-scale, xp.dtype)
 
 
+def high_pass_valid_transpose(g: jax.Array, hp_filter: Filter) -> jax.Array:
+    """The transpose of :func:`high_pass_valid`'s linear map (its derivative):
+    a cotangent of the output ``(..., H, W)`` to one of the padded input
+    ``(..., H + kh - 1, W + kw - 1)``, in one pass (the rotated filter over
+    the zero-padded cotangent) instead of an array per tap, as autodiff makes
+    it. ``hp_filter`` normalised."""
+    kh, kw = len(hp_filter), len(hp_filter[0])
+    g = jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(kh - 1, kh - 1), (kw - 1, kw - 1)])
+    rotated = tuple(tuple(row[::-1]) for row in hp_filter[::-1])
+    return _filter_taps(g, rotated, 2.0)
+
+
 def high_pass(x: jax.Array, hp_filter: Filter) -> jax.Array:
     """``2 * conv2d(x, hp_filter)`` with symmetric-reflect padding, exact in float32.
 

@@ -293,17 +293,16 @@ def scores(
             return jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows), grads
         # The map pixels no earlier chunk summed.
         fresh = (chunk.r0 + jnp.arange(walk.plan.rows) >= chunk.fresh)[None, None, :, None]
-        pixels, g_hp = definition.band_gradient(
+        pixels, g_rows = definition.band_gradient(
             band, config, gradients, pairing=pairing, rows=fresh, boundary=materialise
         )
         rows = definition.row_stats(pixels)
         rows_acc = jax.tree.map(lambda a, r: lax.dynamic_update_slice(a, r, idx), rows_acc, rows)
         out, at = [], _index(chunk, lo, fmt)
         for g, k in zip(grads, wanted):
-            # The high-pass is linear: its transpose carries the gradient to the slab.
+            # The band's rows are a linear function of the slab (reflected rows).
             _, rows_transpose = jax.vjp(lambda x: walk.rows(chunk, lo, x), slabs[k])
-            ct = rows_transpose(definition.high_pass_rows_transpose(band, g_hp[k], config))[0]
-            ct = from_nchw(ct, fmt)
+            ct = from_nchw(rows_transpose(g_rows[k])[0], fmt)
             if walk.plan.bands > 1:  # overlapping halos: add up
                 ct = ct + lax.dynamic_slice(g, at, ct.shape)
             out.append(lax.dynamic_update_slice(g, ct, at))

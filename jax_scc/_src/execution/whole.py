@@ -124,12 +124,12 @@ def scores(
         pixels, _ = definition.band_map(band, config, pairing=pairing)
         rows = definition.row_stats(pixels)
         return definition.scores(rows), (None, None), definition.counted(rows, shape)
-    pixels, g_hp = definition.band_gradient(band, config, gradients, pairing=pairing)
+    pixels, g_rows = definition.band_gradient(band, config, gradients, pairing=pairing)
     rows = definition.row_stats(pixels)
     grads = [None, None]
     for k, x in enumerate((p, t)):
         if gradients[k]:
-            # The high-pass is linear: its transpose carries the gradient to the input.
+            # The band's rows are the planes with their halo rows (reflected).
             _, rows_transpose = jax.vjp(lambda x: definition.extend_rows(x, config), to_nchw(x, fmt))
-            grads[k] = from_nchw(rows_transpose(definition.high_pass_rows_transpose(band, g_hp[k], config))[0], fmt)
+            grads[k] = from_nchw(rows_transpose(g_rows[k])[0], fmt)
     return definition.scores(rows), tuple(grads), definition.counted(rows, shape)
