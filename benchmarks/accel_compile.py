@@ -23,7 +23,14 @@ Figures per platform, method, program and shape:
 * ``bytes/px``: bytes accessed per input pixel (``N*C*H*W``). GPU: XLA's
   generic cost counter (``HloCostAnalysis``) over the optimized module, plus
   the operands and results of library calls (cuDNN convolutions), which it
-  counts as zero. TPU: the TPU compiler's own ``cost_analysis()``. XLA counts
+  counts as zero. TPU: the TPU compiler's own ``cost_analysis()``; it does
+  not see inside a Pallas (Mosaic) kernel (``kernels``: how many the program
+  calls), and counts what the kernel declares (``pl.CostEstimate``): its
+  operands and results as bytes (each read or written once: the kernel's
+  blocks cover each array once), and as flops the element operations of its
+  traced tile function, halo included (``kernel.flops_per_pixel``). The
+  compiler's time estimate for a kernel prices those as it prices XLA's
+  flops, and does not model the kernel's shifts of unaligned tiles. XLA counts
   a while loop's body once, so a program with loops is flagged (``loops``)
   and its figure is a lower bound; every accelerator program of ``auto`` is
   loop-free. Reading both inputs once is 8 bytes/px: a figure below that is an
@@ -62,7 +69,7 @@ PLATFORMS = {
 }
 PROGRAMS = ("forward", "map", "value_and_grad")
 SHAPES = ((8, 3, 1024, 1024), (64, 1, 256, 256))
-METHODS = ("auto", "slices", "conv")  # auto = direct (w=8) on GPU and TPU
+METHODS = ("auto", "slices", "conv")  # auto: direct (w=8) on GPU; the Pallas kernel (forward), slices (gradient) on TPU
 
 
 def _jax_version() -> str:
@@ -103,6 +110,7 @@ def _entry_counts(text: str) -> dict:
         "fusions": len(re.findall(r"\bfusion\(", entry)),
         "convs": len(re.findall(r'custom_call_target="__cudnn\$conv', text)) + len(re.findall(r"= [^ ]+ convolution\(", entry)),
         "loops": len(re.findall(r"\bwhile\(", text)),
+        "kernels": len(re.findall(r'custom_call_target="tpu_custom_call"', entry)),
     }
 
 
@@ -200,19 +208,19 @@ def _markdown(rows, header: str) -> str:
     lines = [
         header,
         "",
-        "| platform | program | method | shape | bytes/px | flops/px | temp (× input) | fusions | convs | loops | compile s | HBM-bound Gpix/s | TPU estimate ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| platform | program | method | shape | bytes/px | flops/px | temp (× input) | fusions | convs | loops | kernels | compile s | HBM-bound Gpix/s | TPU estimate ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         shape = "×".join(str(v) for v in r["shape"])
         if "error" in r:
-            lines.append(f"| {r['platform']} | {r['program']} | {r['method']} | {shape} | {r['error']} |||||||||")
+            lines.append(f"| {r['platform']} | {r['program']} | {r['method']} | {shape} | {r['error']} ||||||||||")
             continue
         tpu = "" if r.get("tpu_ms") is None else f"{r['tpu_ms']:.2f}"
         gpix = "" if not r.get("gpix_s") else f"{r['gpix_s']:.0f}"
         lines.append(
             f"| {r['platform']} | {r['program']} | {r['method']} | {shape} | {r['bytes_px']:.0f} | "
-            f"{r['flops_px']:.0f} | {r['temp']:.2f} | {r['fusions']} | {r['convs']} | {r['loops']} | "
+            f"{r['flops_px']:.0f} | {r['temp']:.2f} | {r['fusions']} | {r['convs']} | {r['loops']} | {r.get('kernels', 0)} | "
             f"{r['compile_s']:.1f} | {gpix} | {tpu} |"
         )
     return "\n".join(lines) + "\n"

@@ -467,9 +467,12 @@ class GradientFields(NamedTuple):
     e_t: Optional[jax.Array]
 
 
-def _fields(
+def window_fields(
     window: moments.CentredWindow, scc: jax.Array, keep: Optional[jax.Array], n: int, wanted: Tuple[bool, bool]
 ) -> GradientFields:
+    """The per-pixel fields of the counted map sum's gradient
+    (:class:`GradientFields`), from each window's centred statistics, its SCC,
+    which map pixels count (``None``: all) and its ``n = w * w`` values."""
     a, b_p, b_t = _coefficients(window, scc, keep, n)
     dp, dt = window.dp, window.dt
     return GradientFields(
@@ -485,7 +488,18 @@ def gradient_fields(planes: Planes, keep: Optional[jax.Array], config: Config, w
     """The per-pixel fields of :func:`counted_sum_gradient` (elementwise in the
     window statistics)."""
     w = config.window_size
-    return _fields(planes.window, planes.scc, keep, w * w, wanted)
+    return window_fields(planes.window, planes.scc, keep, w * w, wanted)
+
+
+def high_passed_gradient(own, other, a_views, b_views, own_views, other_views, e_sum) -> jax.Array:
+    """The gradient of the counted map sum in the high-passed ``own`` image at
+    each pixel ``q`` (``other``: the other image, both at ``q``):
+    ``sum_c a_c (other_q - other_c) - b_c (own_q - own_c) + e_c`` over the
+    windows ``c`` that hold ``q``, given each field's and image's values at
+    those windows' centres as views (one per window, in the same order) and
+    the ``e`` terms already summed (:class:`GradientFields`)."""
+    terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(a_views, b_views, other_views, own_views)]
+    return sum(terms[1:], terms[0]) + e_sum
 
 
 def counted_sum_gradient(
@@ -519,9 +533,7 @@ def counted_sum_gradient(
         return lax.reduce_window(padded, 0.0, lax.add, dims, (1,) * x.ndim, "VALID")
 
     def gradient(own, other, b, e):
-        # sum_c a_c (other_q - other_c) - b_c (own_q - own_c), plus sum_c e_c
-        terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(taps(fields.a), taps(b), taps(other), taps(own))]
-        g_hp = sum(terms[1:], terms[0]) + box_sum(e)
+        g_hp = high_passed_gradient(own, other, taps(fields.a), taps(b), taps(own), taps(other), box_sum(e))
         (g,) = jax.linear_transpose(lambda x: _high_pass_linear(x, config.hp_filter), own)(g_hp)
         if planes.missing is not None:
             g = jnp.where(planes.missing, jnp.zeros_like(g), g)
@@ -635,7 +647,7 @@ def band_gradient(
     r = mom.mp.shape[-2]
     centre = lambda x: lax.slice_in_dim(x, before, before + r, axis=x.ndim - 2)  # noqa: E731
     window = moments.CentredWindow(mom.mp - centre(p), mom.mt - centre(t), mom.vp, mom.vt, mom.cov)
-    fields = boundary(_fields(window, pixels.map, keep, w * w, wanted))
+    fields = boundary(window_fields(window, pixels.map, keep, w * w, wanted))
     # The fields at the windows' centres, in the high-passed rows (no window
     # is centred in the halo rows).
     widths = [(0, 0)] * (p.ndim - 2) + [window_padding(w), (0, 0)]

@@ -201,7 +201,14 @@ def high_pass_valid_transpose(g: jax.Array, hp_filter: Filter) -> jax.Array:
     the zero-padded cotangent) instead of an array per tap, as autodiff makes
     it. ``hp_filter`` normalised."""
     kh, kw = len(hp_filter), len(hp_filter[0])
-    g = jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(kh - 1, kh - 1), (kw - 1, kw - 1)])
+    return high_pass_transpose_taps(jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(kh - 1, kh - 1), (kw - 1, kw - 1)]), hp_filter)
+
+
+def high_pass_transpose_taps(g: jax.Array, hp_filter: Filter) -> jax.Array:
+    """:func:`high_pass_valid_transpose` where ``g`` is given with ``kh - 1``
+    rows and ``kw - 1`` columns of the output around the part wanted ("valid":
+    ``(..., H + kh - 1, W + kw - 1)`` to ``(..., H, W)`` of the padded input,
+    each the sum over every output that reads it). ``hp_filter`` normalised."""
     rotated = tuple(tuple(row[::-1]) for row in hp_filter[::-1])
     return _filter_taps(g, rotated, 2.0)
 
@@ -240,7 +247,7 @@ def _power_of_two_above(m: jax.Array, bits: int) -> jax.Array:
     return lax.bitcast_convert_type(exponent, m.dtype) * jnp.asarray(2.0**bits, m.dtype)
 
 
-def _taps_local_grid(xp: jax.Array, hp_filter: Filter) -> jax.Array:
+def taps_local_grid(xp: jax.Array, hp_filter: Filter) -> jax.Array:
     """``2 * conv2d`` of a padded ``xp`` ("valid"), split error-free on a grid per
     output pixel (see :func:`high_pass_local_grid`); ``hp_filter`` normalised."""
     two = jnp.asarray(2.0, xp.dtype)
@@ -311,11 +318,11 @@ def high_pass_local_grid(x: jax.Array, hp_filter: Filter, borders: str = "strips
         return lax.pad(y, zero, [(0, 0, 0)] * rows + [(t, b, 0), (l, r, 0)])
 
     if borders == "padded":
-        return _taps_local_grid(pad_for_high_pass(x, hp_filter), hp_filter)
-    out = _taps_local_grid(pad(x, top, bottom, left, right), hp_filter)
+        return taps_local_grid(pad_for_high_pass(x, hp_filter), hp_filter)
+    out = taps_local_grid(pad(x, top, bottom, left, right), hp_filter)
 
     def strip_high_pass(strip: jax.Array) -> jax.Array:  # a thin strip, reflected in full
-        return _taps_local_grid(pad_for_high_pass(strip, hp_filter), hp_filter)
+        return taps_local_grid(pad_for_high_pass(strip, hp_filter), hp_filter)
 
     r_rows, r_cols = min(h, top + bottom), min(w, left + right)  # input rows a border row reads
     row = lax.broadcasted_iota(jnp.int32, (h, 1), 0)

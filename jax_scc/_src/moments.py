@@ -402,14 +402,17 @@ class CentredWindow(NamedTuple):
         return Moments(p + self.dp, t + self.dt, self.vp, self.vt, self.cov)
 
 
+def _views(xp: jax.Array, w: int) -> List[List[jax.Array]]:
+    """The ``w x w`` "valid" shifted views of ``xp`` (``(..., H + w - 1, W + w - 1)``)."""
+    h, wd = xp.shape[-2] - (w - 1), xp.shape[-1] - (w - 1)
+    return [[xp[..., a : a + h, b : b + wd] for b in range(w)] for a in range(w)]
+
+
 def window_taps(x: jax.Array, w: int, before: int, after: int) -> List[List[jax.Array]]:
     """The ``w x w`` shifted views of ``x`` (``(..., H, W)``, zero padded by
     ``before``/``after`` on both spatial axes): ``taps[a][b]`` holds, at each
     pixel, the value ``a`` rows and ``b`` columns past its window's first corner."""
-    widths = [(0, 0)] * (x.ndim - 2) + [(before, after)] * 2
-    xp = jnp.pad(x, widths)
-    h, wd = x.shape[-2:]
-    return [[xp[..., a : a + h, b : b + wd] for b in range(w)] for a in range(w)]
+    return _views(jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(before, after)] * 2), w)
 
 
 def _one_pass(devs_p, devs_t, n: int):
@@ -463,11 +466,22 @@ def window_2d(p: jax.Array, t: jax.Array, w: int, form: str = "levels") -> Centr
       :class:`CentredWindow`, each ``(..., H, W)``, with the window's zero
       padding (ceil((w-1)/2) before, floor((w-1)/2) after) counted as pixels.
     """
-    if w == 1:
-        zeros = (p - p) + (t - t)
+    widths = [(0, 0)] * (p.ndim - 2) + [window_padding(w)] * 2
+    return window_2d_padded(jnp.pad(p, widths), jnp.pad(t, widths), w, form)
+
+
+def window_2d_padded(pp: jax.Array, tp: jax.Array, w: int, form: str = "levels") -> CentredWindow:
+    """:func:`window_2d` of high-passed images given with their window padding
+    (``(..., H + w - 1, W + w - 1)``, ceil((w-1)/2) before and floor((w-1)/2)
+    after on both axes: zeros, or whatever the caller's window reads there),
+    "valid": ``(..., H, W)`` each. For callers that hold the padded images
+    already (a kernel's tile with its halo)."""
+    if w == 1:  # one value per window: no variance, but a NaN in either input spoils it
+        zeros = (pp - pp) + (tp - tp)
         return CentredWindow(zeros, zeros, zeros, zeros, zeros)
-    before, after = window_padding(w)
-    taps_p, taps_t = window_taps(p, w, before, after), window_taps(t, w, before, after)
+    before, _ = window_padding(w)
+    taps_p, taps_t = _views(pp, w), _views(tp, w)
+    p, t = taps_p[before][before], taps_t[before][before]
     if form == "two_pass":
         devs_p = [x - p for row in taps_p for x in row]
         devs_t = [x - t for row in taps_t for x in row]

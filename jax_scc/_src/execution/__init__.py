@@ -1,11 +1,14 @@
 """How the definition is executed: the one place that chooses a strategy per platform.
 
-Two strategies compute the same numbers (the same definition; only the order
-of a few float32 additions may differ):
+Three strategies compute the same numbers (the same definition; only the
+order of a few float32 additions may differ):
 
 * :mod:`~jax_scc._src.execution.chunked` (CPU): the batch walked in
   cache-sized chunks (whole samples, planes, or bands of rows);
-* :mod:`~jax_scc._src.execution.whole` (GPU, TPU): one graph for the batch.
+* :mod:`~jax_scc._src.execution.whole` (GPU, TPU): one graph for the batch;
+* :mod:`~jax_scc._src.execution.kernel` (TPU, ``method="auto"``): Pallas
+  kernels for the forward and the loss's gradient, one plane per grid step
+  in VMEM, the whole graph for what they do not cover.
 
 ``method`` chooses how the window moments are formed: ``"slices"`` (blocks
 paired by shifted slices, O(log w) doubling steps), ``"conv"`` (the same pairs
@@ -15,8 +18,8 @@ the two-pass formulation of :func:`~jax_scc._src.definition.planes_map`).
 ``"auto"`` picks per platform, from ``benchmarks/``: on CPU direct up to
 ``_DIRECT_UP_TO`` and slices above (measured); on GPU direct up to
 :data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO` and slices above, on
-TPU slices (from the accelerator compilers' own figures,
-``benchmarks/accel_compile.py``).
+TPU the kernels, and slices where they do not apply (from the accelerator
+compilers' own figures, ``benchmarks/accel_compile.py``).
 
 The platform is the one the program is *compiled for*, not
 ``jax.default_backend()``: an SCC evaluation is one primitive
@@ -38,9 +41,10 @@ from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from jax_scc._src import extents
+from jax_scc._src import definition, extents
 from jax_scc._src.config import Config
-from jax_scc._src.execution import chunked, whole
+from jax_scc._src.execution import chunked, kernel, whole
+from jax_scc._src.layout import from_nchw, to_nchw
 
 
 # On CPU, windows up to this size are formed directly: as fast as the doubling
@@ -56,20 +60,37 @@ _PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 class Strategy(NamedTuple):
     """A resolved way to run the definition."""
 
-    name: str  # "chunked" or "whole"
+    name: str  # "chunked", "whole", or "kernel" (the whole graph where the kernel does not apply)
     pairing: str  # "slices", "conv" or "direct"
     borders: str = "strips"  # whole, direct: how the high-pass reflects ("strips" or "padded")
     window: str = "levels"  # whole, direct: the form of the window pass ("levels" or "two_pass")
 
+    def _kernel_computes(self, p, config: Config, job: kernel.Job) -> bool:
+        fmt = config.data_format
+        return self.name == "kernel" and kernel.applies(config, to_nchw(p, fmt).shape, p.dtype, job)
+
     def scc_map(self, p, t, config: Config, tangents=None, sizes=None):
         if self.name == "chunked":
             return chunked.scc_map(p, t, config, self.pairing, tangents=tangents, sizes=sizes)
+        if tangents is None and sizes is None and self._kernel_computes(p, config, kernel.Job("map")):
+            fmt = config.data_format
+            return from_nchw(kernel.scc_map(to_nchw(p, fmt), to_nchw(t, fmt), config), fmt)
         options = dict(borders=self.borders, window=self.window, sizes=sizes)
         return whole.scc_map(p, t, config, self.pairing, tangents=tangents, **options)
 
     def scores(self, p, t, config: Config, gradients=(False, False), sizes=None):
         if self.name == "chunked":
             return chunked.scores(p, t, config, self.pairing, gradients=gradients, sizes=sizes)
+        job = kernel.Job("gradient", gradients) if any(gradients) else kernel.Job("scores")
+        if sizes is None and self._kernel_computes(p, config, job):
+            fmt = config.data_format
+            p, t = to_nchw(p, fmt), to_nchw(t, fmt)
+            if any(gradients):
+                rows, grads = kernel.row_means_and_gradients(p, t, config, gradients)
+                grads = tuple(None if x is None else from_nchw(x, fmt) for x in grads)
+            else:
+                rows, grads = kernel.row_means(p, t, config), (None, None)
+            return definition.scores(rows), grads, definition.counted(rows, p.shape)
         options = dict(borders=self.borders, window=self.window, sizes=sizes)
         return whole.scores(p, t, config, self.pairing, gradients=gradients, **options)
 
@@ -94,7 +115,11 @@ def strategy(config: Config, platform: str) -> Strategy:
         # TPU lays thin strips out in 8 x 128 tiles (and transposes around
         # them): there the high-pass reads a reflected copy of the images; and
         # XLA for TPU fuses the two-pass window, XLA for GPU the two levels.
-        return Strategy("whole", pairing, "padded", "two_pass")
+        # With "auto", the forward and the loss's gradient run the Pallas
+        # kernels (each input read once: 9-21 bytes per pixel against 570-1,100
+        # for XLA's programs), the rest that whole graph.
+        name = "kernel" if config.method == "auto" else "whole"
+        return Strategy(name, pairing, "padded", "two_pass")
     return Strategy("whole", pairing)
 
 
