@@ -227,6 +227,26 @@ def test_tpu_kernel_gradients_are_the_walks():
     assert g_t is None and not np.any(np.asarray(g_p))
 
 
+def test_tpu_strategy_runs_the_kernels_in_any_layout(monkeypatch):
+    """TPU's ``auto`` strategy around the kernels (layouts, the scores from
+    the row sums, the gradients back in the input's layout), here with the
+    kernels interpreted: the chunk walk's numbers in NHWC."""
+    call = kernel._call
+    monkeypatch.setattr(kernel, "_call", lambda p, t, config, job, interpret: call(p, t, config, job, True))
+    p, t = structured_pair((2, 11, 130, 2), seed=5)
+    config = make_config(None, 4, data_format="NHWC")
+    tpu = execution.strategy(config, "tpu")
+    assert tpu.name == "kernel"
+    m = jax.jit(lambda p, t: tpu.scc_map(p, t, config))(p, t)
+    scores, grads, counted = jax.jit(lambda p, t: tpu.scores(p, t, config, gradients=(True, True)))(p, t)
+    want_scores, want_grads, want_counted = chunked.scores(p, t, config, "direct", gradients=(True, True))
+    np.testing.assert_allclose(m, chunked.scc_map(p, t, config, "direct"), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(counted, want_counted)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=0)
+
+
 def test_tpu_kernel_covers_the_plain_forward_and_loss():
     """Where the kernel does not apply, TPU's ``auto`` runs the whole graph:
     masks, float64, windows over 8, planes beyond the VMEM budget, and
