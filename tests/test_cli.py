@@ -432,11 +432,12 @@ def _env(**extra):
 
 
 def test_importing_jax_scc_and_its_command_loads_no_optional_dependency():
-    """The readers load when the command runs; clu, torch and the rest never."""
+    """The readers load when the command runs; clu, torch and the rest never
+    (nor Pallas, which only TPU programs use)."""
     code = (
         "import sys, jax_scc, jax_scc.cli\n"
         "bad = {'imageio', 'tifffile', 'matplotlib', 'PIL', 'clu', 'flax', 'torch', 'skimage',\n"
-        "       'chex', 'tqdm'} & set(sys.modules)\n"
+        "       'chex', 'tqdm', 'jax.experimental.pallas'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(), cwd=REPO)

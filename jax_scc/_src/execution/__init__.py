@@ -43,7 +43,7 @@ from jax.interpreters import ad, batching, mlir
 
 from jax_scc._src import definition, extents
 from jax_scc._src.config import Config
-from jax_scc._src.execution import chunked, kernel, whole
+from jax_scc._src.execution import chunked, whole
 from jax_scc._src.layout import from_nchw, to_nchw
 
 
@@ -57,6 +57,19 @@ _DIRECT_UP_TO = 5
 _PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """The TPU kernels' module (:mod:`~jax_scc._src.execution.kernel`),
+    imported when a TPU program is first traced, so that ``import jax_scc``
+    loads no Pallas; ``None`` where this JAX lacks the Pallas TPU API the
+    kernels use (TPU then runs the whole graph)."""
+    try:
+        from jax_scc._src.execution import kernel
+    except (ImportError, AttributeError):
+        return None
+    return kernel
+
+
 class Strategy(NamedTuple):
     """A resolved way to run the definition."""
 
@@ -65,25 +78,27 @@ class Strategy(NamedTuple):
     borders: str = "strips"  # whole, direct: how the high-pass reflects ("strips" or "padded")
     window: str = "levels"  # whole, direct: the form of the window pass ("levels" or "two_pass")
 
-    def _kernel_computes(self, p, config: Config, job: kernel.Job) -> bool:
-        fmt = config.data_format
-        return self.name == "kernel" and kernel.applies(config, to_nchw(p, fmt).shape, p.dtype, job)
+    def _kernel_computes(self, p, config: Config, output: str, wanted=(False, False)) -> bool:
+        if self.name != "kernel" or _kernels() is None:
+            return False
+        kernel = _kernels()
+        return kernel.applies(config, to_nchw(p, config.data_format).shape, p.dtype, kernel.Job(output, wanted))
 
     def scc_map(self, p, t, config: Config, tangents=None, sizes=None):
         if self.name == "chunked":
             return chunked.scc_map(p, t, config, self.pairing, tangents=tangents, sizes=sizes)
-        if tangents is None and sizes is None and self._kernel_computes(p, config, kernel.Job("map")):
+        if tangents is None and sizes is None and self._kernel_computes(p, config, "map"):
             fmt = config.data_format
-            return from_nchw(kernel.scc_map(to_nchw(p, fmt), to_nchw(t, fmt), config), fmt)
+            return from_nchw(_kernels().scc_map(to_nchw(p, fmt), to_nchw(t, fmt), config), fmt)
         options = dict(borders=self.borders, window=self.window, sizes=sizes)
         return whole.scc_map(p, t, config, self.pairing, tangents=tangents, **options)
 
     def scores(self, p, t, config: Config, gradients=(False, False), sizes=None):
         if self.name == "chunked":
             return chunked.scores(p, t, config, self.pairing, gradients=gradients, sizes=sizes)
-        job = kernel.Job("gradient", gradients) if any(gradients) else kernel.Job("scores")
-        if sizes is None and self._kernel_computes(p, config, job):
-            fmt = config.data_format
+        output = "gradient" if any(gradients) else "scores"
+        if sizes is None and self._kernel_computes(p, config, output, gradients):
+            fmt, kernel = config.data_format, _kernels()
             p, t = to_nchw(p, fmt), to_nchw(t, fmt)
             if any(gradients):
                 rows, grads = kernel.row_means_and_gradients(p, t, config, gradients)

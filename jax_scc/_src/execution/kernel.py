@@ -50,6 +50,10 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
+# What the kernels use of the Pallas TPU API (an older JAX without it runs the
+# whole graph on TPU: see execution._kernels).
+pltpu.CompilerParams, pltpu.VMEM, pl.CostEstimate  # noqa: B018
+
 from jax_scc._src import definition, highpass, moments
 from jax_scc._src.config import Config
 from jax_scc._src.highpass import hp_padding
