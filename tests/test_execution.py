@@ -227,6 +227,34 @@ def test_tpu_kernel_gradients_are_the_walks():
     assert g_t is None and not np.any(np.asarray(g_p))
 
 
+def test_tpu_kernel_bands_give_the_planes_numbers(monkeypatch):
+    """Planes beyond the VMEM budget run in bands of rows, each with the rows
+    before and after it as blocks of their own (here a small budget forces
+    bands of 32 rows, the last short, two of them at the bottom edge): the
+    float64 definition's map and scores, and the chunk walk's gradients."""
+    p, t = structured_pair((1, 2, 100, 150), seed=6)
+    config = make_config()
+
+    def in_bands(job):
+        banded = kernel._Geometry(100, 150, config, job, band=32)
+        monkeypatch.setattr(kernel, "vmem_budget", lambda: banded.vmem_bytes())
+        g = kernel._Geometry(100, 150, config, job)
+        assert (g.band, g.bands) == (32, 4) and len(g.bottom_bands()) >= 1, job
+
+    expected = ref.scc_map(p, t)
+    in_bands(kernel.Job("map"))
+    np.testing.assert_allclose(kernel.scc_map(p, t, config, interpret=True), expected, atol=1e-5, rtol=0)
+    in_bands(kernel.Job("scores"))
+    rows = kernel.row_means(p, t, config, interpret=True)
+    np.testing.assert_allclose(definition.scores(rows), ref.scores_of_map(expected, False), atol=1e-6, rtol=0)
+    in_bands(kernel.Job("gradient", (True, True)))
+    rows, grads = kernel.row_means_and_gradients(p, t, config, (True, True), interpret=True)
+    want_scores, want_grads, _ = chunked.scores(p, t, config, "slices", gradients=(True, True))
+    np.testing.assert_allclose(definition.scores(rows), want_scores, atol=1e-6, rtol=0)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=0)
+
+
 def test_tpu_strategy_runs_the_kernels_in_any_layout(monkeypatch):
     """TPU's ``auto`` strategy around the kernels (layouts, the scores from
     the row sums, the gradients back in the input's layout), here with the
@@ -260,7 +288,8 @@ def test_tpu_kernel_covers_the_plain_forward_and_loss():
     assert not kernel.applies(make_config(window_size=9), shape, jnp.float32, grad)
     assert kernel.applies(config, (1, 1, 1024, 1024), jnp.float32, kernel.Job("map"))
     assert kernel.applies(config, (1, 1, 1024, 1024), jnp.float32, kernel.Job("gradient", (True, True)))
-    assert not kernel.applies(config, (1, 1, 4096, 4096), jnp.float32, scores)
+    assert kernel.applies(config, (1, 1, 8192, 8192), jnp.float32, grad)  # in bands of rows
+    assert not kernel.applies(config, (1, 1, 64, 2**20), jnp.float32, scores)  # too wide for a band
     five = make_config(np.ones((5, 5)) - 25 * np.eye(5)[2:3].T @ np.eye(5)[2:3])
     assert kernel.applies(five, shape, jnp.float32, scores) and not kernel.applies(five, shape, jnp.float32, grad)
 

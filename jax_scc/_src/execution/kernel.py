@@ -99,8 +99,9 @@ class Job(NamedTuple):
 
 
 class _Geometry:
-    """Sizes of one plane's work: the tiles, each tile's input with its halo,
-    and the padded scratch the halos are read from.
+    """Sizes of one plane's work: the bands of rows (one grid step each), the
+    tiles, each tile's input with its halo, and the padded scratch the halos
+    are read from.
 
     Per axis, an output tile of ``n`` pixels reads (``k``: the filter's size,
     ``w``: the window's):
@@ -111,17 +112,19 @@ class _Geometry:
       of ``n + 2 (k - 1) + w - 1`` windows, whose statistics read
       ``n + 2 (k - 1) + 2 (w - 1)`` high-passed pixels, and so
       ``n + 3 (k - 1) + 2 (w - 1)`` inputs.
+
+    A plane is one band where it fits the VMEM budget, else bands of ``band``
+    rows, each with ``margin`` rows before and after it (blocks of their own).
     """
 
-    def __init__(self, h: int, w_img: int, config: Config, job: Job):
+    def __init__(self, h: int, w_img: int, config: Config, job: Job, band: Optional[int] = None):
         kh, kw = len(config.hp_filter), len(config.hp_filter[0])
         w = config.window_size
         (self.hp_top, self.hp_bottom), (self.hp_left, self.hp_right) = hp_padding(kh), hp_padding(kw)
         self.before, self.after = window_padding(w)
         self.h, self.w_img = h, w_img
         self.tile = tile = GRADIENT_TILE if job.output == "gradient" else TILE
-        self.rows, self.cols = _ceil(h, tile[0]), _ceil(w_img, tile[1])  # the tiles cover these
-        self.aligned = (self.rows, self.cols) == (h, w_img)
+        self.job = job
         if job.output == "gradient":
             extra = (3 * (kh - 1) + 2 * (w - 1), 3 * (kw - 1) + 2 * (w - 1))
             # Inputs before a tile's first pixel: the filter's reach twice,
@@ -131,18 +134,45 @@ class _Geometry:
         else:
             extra = (kh - 1 + w - 1, kw - 1 + w - 1)
             self.top, self.left = self.before + self.hp_top, self.before + self.hp_left
+        self.extra, self.below = extra, extra[0] - self.top  # rows a band reads after its own
+        self.margin = _ceil(max(self.top, self.below, 1), 8)
         self.halo = (tile[0] + extra[0], tile[1] + extra[1])
-        self.scratch = (_ceil(self.rows + extra[0], 8), _ceil(self.cols + extra[1], 128))
+        self.cols = _ceil(w_img, tile[1])
+        self._set_band(_ceil(h, tile[0]) if band is None else band)
+        if band is None and self.vmem_bytes() > vmem_budget():
+            unit = math.lcm(tile[0], self.margin)
+            fits = [b for b in range(unit, _ceil(h, unit), unit) if self._with_band(b).vmem_bytes() <= vmem_budget()]
+            if fits:
+                self._set_band(fits[-1])
 
-    def vmem_bytes(self, job: Job) -> int:
-        plane = _ceil(self.h, 8) * _ceil(self.w_img, 128) * 4
-        tiled = self.rows * self.cols * 4
-        total = 2 * 2 * plane + 2 * self.scratch[0] * self.scratch[1] * 4  # inputs (double-buffered), scratch
-        planes_out = 1 if job.output == "map" else sum(job.wanted)
-        total += planes_out * (2 * plane + (0 if self.aligned else tiled))  # outputs, and their tiles
-        if job.output != "map":
-            total += 2 * self.rows * self.tile[1] * 4
+    def _set_band(self, band: int) -> None:
+        self.band = band  # rows of tiles per grid step
+        self.bands = -(-self.h // band)
+        self.aligned = self.cols == self.w_img and (self.bands > 1 or band == self.h)
+        self.scratch = (_ceil(band + self.extra[0], 8), _ceil(self.cols + self.extra[1], 128))
+
+    def _with_band(self, band: int) -> "_Geometry":
+        g = object.__new__(_Geometry)
+        g.__dict__.update(self.__dict__)
+        g._set_band(band)
+        return g
+
+    def vmem_bytes(self) -> int:
+        width = _ceil(self.w_img, 128) * 4
+        rows = _ceil(self.h, 8) if self.bands == 1 else self.band
+        total = 2 * 2 * rows * width  # the inputs' blocks, double-buffered
+        if self.bands > 1:
+            total += 2 * 2 * 2 * self.margin * width  # and their margins
+        total += 2 * self.scratch[0] * self.scratch[1] * 4
+        planes_out = 1 if self.job.output == "map" else sum(self.job.wanted)
+        total += planes_out * (2 * rows * width + (0 if self.aligned else self.band * self.cols * 4))
+        if self.job.output != "map":
+            total += 2 * self.band * self.tile[1] * 4
         return total + 4 * 2**20  # a tile's values and Mosaic's own
+
+    def bottom_bands(self) -> List[int]:
+        """The bands whose tiles read rows past the plane's last."""
+        return [b for b in range(self.bands) if b * self.band + self.band + self.below > self.h]
 
 
 def applies(config: Config, shape: Tuple[int, ...], dtype, job: Job) -> bool:
@@ -156,24 +186,48 @@ def applies(config: Config, shape: Tuple[int, ...], dtype, job: Job) -> bool:
     reach = 1 if job.output == "gradient" else min(h, w_img)  # the gradient folds one reflected pixel back
     if max(hp_padding(kh) + hp_padding(kw)) > reach or max(hp_padding(kh)) > h or max(hp_padding(kw)) > w_img:
         return False
-    return _Geometry(h, w_img, config, job).vmem_bytes(job) <= vmem_budget()
+    return _Geometry(h, w_img, config, job).vmem_bytes() <= vmem_budget()
 
 
-def _fill(x_ref, s_ref, g: _Geometry) -> None:
-    """The plane ``x_ref`` into the scratch ``s_ref``: reflected by the filter's
-    padding (``d c b a | a b c d``), zeros beyond."""
-    h, w_img, top, left = g.h, g.w_img, g.top, g.left
+def _fill(refs, s_ref, b, g: _Geometry) -> None:
+    """Band ``b``'s rows of one input (``refs``: its block, and the blocks of
+    rows before and after it where the plane has several bands) into the
+    scratch ``s_ref``: at the plane's top and bottom reflected by the
+    filter's padding (``d c b a | a b c d``), zeros beyond; the same at its
+    left and right."""
+    top, left, w_img = g.top, g.left, g.w_img
+    cols = slice(left, left + w_img)
     s_ref[...] = jnp.zeros(s_ref.shape, s_ref.dtype)
-    s_ref[top : top + h, left : left + w_img] = x_ref[...]
-    for m in range(1, g.hp_top + 1):
-        s_ref[top - m : top - m + 1, left : left + w_img] = x_ref[m - 1 : m, :]
-    for m in range(1, g.hp_bottom + 1):
-        s_ref[top + h - 1 + m : top + h + m, left : left + w_img] = x_ref[h - m : h - m + 1, :]
-    r0, r1 = top - g.hp_top, top + h + g.hp_bottom
+    s_ref[top : top + (g.h if g.bands == 1 else g.band), cols] = refs[0][...]
+    if g.bands > 1:
+        s_ref[0:top, cols] = refs[1][g.margin - top : g.margin, :]
+        s_ref[top + g.band : top + g.band + g.below, cols] = refs[2][: g.below, :]
+
+    def top_edge():  # row -m is row m - 1
+        s_ref[0:top, cols] = jnp.zeros((top, w_img), s_ref.dtype)
+        for m in range(1, g.hp_top + 1):
+            s_ref[top - m : top - m + 1, cols] = s_ref[top + m - 1 : top + m, cols]
+
+    def bottom_edge(band: int):  # row h - 1 + m is row h - m
+        end = top + g.h - band * g.band  # where row h would be
+        s_ref[end:, cols] = jnp.zeros((g.scratch[0] - end, w_img), s_ref.dtype)
+        for m in range(1, g.hp_bottom + 1):
+            s_ref[end - 1 + m : end + m, cols] = s_ref[end - m : end - m + 1, cols]
+
+    for band in {0} | set(g.bottom_bands()):
+        if g.bands == 1:
+            fix = [top_edge, lambda: bottom_edge(0)]
+        else:
+            fix = ([top_edge] if band == 0 else []) + ([lambda band=band: bottom_edge(band)] if band in g.bottom_bands() else [])
+        for f in fix:
+            if g.bands == 1:
+                f()
+            else:
+                pl.when(b == band)(f)
     for m in range(1, g.hp_left + 1):
-        s_ref[r0:r1, left - m : left - m + 1] = s_ref[r0:r1, left + m - 1 : left + m]
+        s_ref[:, left - m : left - m + 1] = s_ref[:, left + m - 1 : left + m]
     for m in range(1, g.hp_right + 1):
-        s_ref[r0:r1, left + w_img - 1 + m : left + w_img + m] = s_ref[r0:r1, left + w_img - m : left + w_img - m + 1]
+        s_ref[:, left + w_img - 1 + m : left + w_img + m] = s_ref[:, left + w_img - m : left + w_img - m + 1]
 
 
 def _inside(first_row, first_col, shape, g: _Geometry) -> jax.Array:
@@ -279,7 +333,7 @@ def flops_per_pixel(config: Config, job: Job = Job("scores")) -> float:
     compute, which the compiler's cost analysis does not see): counted on the
     traced tile function, halo included."""
     tile = GRADIENT_TILE if job.output == "gradient" else TILE
-    g = _Geometry(*tile, config, job)
+    g = _Geometry(*tile, config, job, band=tile[0])
     x = jax.ShapeDtypeStruct(g.halo, jnp.float32)
     if job.output == "gradient":
         tile = lambda a, b: _tile_gradient(a, b, 0, 0, g, config, job.wanted)  # noqa: E731
@@ -292,27 +346,36 @@ def flops_per_pixel(config: Config, job: Job = Job("scores")) -> float:
     return count / (g.tile[0] * g.tile[1])
 
 
-def _kernel(p_ref, t_ref, *refs, g: _Geometry, config: Config, job: Job):
-    """One plane: ``refs`` are the outputs (the map, or the partial sums and
-    the wanted gradients), then the scratch (the two padded inputs, then the
-    outputs' tiles where the plane is not a whole number of tiles)."""
+def _kernel(*refs, g: _Geometry, config: Config, job: Job):
+    """One band of one plane. ``refs``: the inputs' blocks (``preds``,
+    ``target``, then where the plane has several bands the rows before and
+    after the band of each), the outputs (the map, or the partial sums and
+    the wanted gradients), the scratch (the two padded inputs, then the
+    outputs' tiles where they are not a whole number of tiles)."""
+    b = pl.program_id(2)
+    inputs, refs = (refs[:6], refs[6:]) if g.bands > 1 else (refs[:2], refs[2:])
     planes_out = 1 if job.output == "map" else sum(job.wanted)
     outs = refs[: len(refs) - 2 - (0 if g.aligned else planes_out)]
     sp_ref, st_ref, *tiled = refs[len(outs) :]
     sums_ref, planes = (None, outs) if job.output == "map" else (outs[0], outs[1:])
     targets = planes if g.aligned else tiled  # where the tiles of the output planes are written
-    _fill(p_ref, sp_ref, g)
-    _fill(t_ref, st_ref, g)
+    if g.bands > 1:
+        _fill((inputs[0], inputs[2], inputs[3]), sp_ref, b, g)
+        _fill((inputs[1], inputs[4], inputs[5]), st_ref, b, g)
+    else:
+        _fill(inputs[:1], sp_ref, b, g)
+        _fill(inputs[1:], st_ref, b, g)
     tile_shape = g.tile
     in_rows = lax.broadcasted_iota(jnp.int32, tile_shape, 0)
     in_cols = lax.broadcasted_iota(jnp.int32, tile_shape, 1)
 
     def row_of_tiles(i, carry):
-        r0 = pl.multiple_of(i * tile_shape[0], tile_shape[0])
+        r = pl.multiple_of(i * tile_shape[0], tile_shape[0])  # in the band
+        r0 = b * g.band + r  # in the plane
 
         def tile(j, total):
             c0 = pl.multiple_of(j * tile_shape[1], tile_shape[1])
-            halo = (pl.ds(r0, g.halo[0]), pl.ds(c0, g.halo[1]))
+            halo = (pl.ds(r, g.halo[0]), pl.ds(c0, g.halo[1]))
             if job.output == "gradient":
                 scc, *grads = _tile_gradient(sp_ref[halo], st_ref[halo], r0, c0, g, config, job.wanted)
                 grads = [x for x in grads if x is not None]
@@ -320,7 +383,7 @@ def _kernel(p_ref, t_ref, *refs, g: _Geometry, config: Config, job: Job):
                 scc = _tile_map(sp_ref[halo], st_ref[halo], r0, c0, g, config)
                 grads = [scc] if job.output == "map" else []
             for ref, value in zip(targets, grads):
-                ref[pl.ds(r0, tile_shape[0]), pl.ds(c0, tile_shape[1])] = value
+                ref[pl.ds(r, tile_shape[0]), pl.ds(c0, tile_shape[1])] = value
             if sums_ref is None:
                 return total
             inside = (in_rows + r0 < g.h) & (in_cols + c0 < g.w_img)
@@ -328,49 +391,58 @@ def _kernel(p_ref, t_ref, *refs, g: _Geometry, config: Config, job: Job):
 
         total = lax.fori_loop(0, g.cols // tile_shape[1], tile, jnp.zeros(tile_shape, jnp.float32))
         if sums_ref is not None:
-            sums_ref[pl.ds(r0, tile_shape[0]), :] = total
+            sums_ref[pl.ds(r, tile_shape[0]), :] = total
         return carry
 
-    lax.fori_loop(0, g.rows // tile_shape[0], row_of_tiles, 0)
+    lax.fori_loop(0, g.band // tile_shape[0], row_of_tiles, 0)
     if not g.aligned:
+        rows = g.h if g.bands == 1 else g.band
         for ref, tiles in zip(planes, tiled):
-            ref[...] = tiles[: g.h, : g.w_img]
+            ref[...] = tiles[:rows, : g.w_img]
 
 
 def _call(p: jax.Array, t: jax.Array, config: Config, job: Job, interpret: bool) -> List[jax.Array]:
     n, c, h, w_img = p.shape
     g = _Geometry(h, w_img, config, job)
-    plane = pl.BlockSpec((None, None, h, w_img), lambda i, j: (i, j, 0, 0))
-    plane_out = jax.ShapeDtypeStruct(p.shape, p.dtype)
+    if g.bands == 1:
+        plane = pl.BlockSpec((None, None, h, w_img), lambda i, j, b: (i, j, 0, 0))
+        in_specs, operands = [plane, plane], (p, t)
+    else:
+        plane = pl.BlockSpec((None, None, g.band, w_img), lambda i, j, b: (i, j, b, 0))
+        per_band, last = g.band // g.margin, -(-h // g.margin) - 1
+        before = pl.BlockSpec((None, None, g.margin, w_img), lambda i, j, b: (i, j, jnp.maximum(b * per_band - 1, 0), 0))
+        after = pl.BlockSpec((None, None, g.margin, w_img), lambda i, j, b: (i, j, jnp.minimum((b + 1) * per_band, last), 0))
+        in_specs, operands = [plane, plane, before, after, before, after], (p, t, p, p, t, t)
     out_shape, out_specs = [], []
     if job.output != "map":
-        out_shape.append(jax.ShapeDtypeStruct((n, c, g.rows, g.tile[1]), p.dtype))
-        out_specs.append(pl.BlockSpec((None, None, g.rows, g.tile[1]), lambda i, j: (i, j, 0, 0)))
+        out_shape.append(jax.ShapeDtypeStruct((n, c, g.bands * g.band, g.tile[1]), p.dtype))
+        out_specs.append(pl.BlockSpec((None, None, g.band, g.tile[1]), lambda i, j, b: (i, j, b, 0)))
     planes_out = 1 if job.output == "map" else sum(job.wanted)
-    out_shape += [plane_out] * planes_out
+    out_shape += [jax.ShapeDtypeStruct(p.shape, p.dtype)] * planes_out
     out_specs += [plane] * planes_out
     scratch = [pltpu.VMEM(g.scratch, jnp.float32)] * 2
     if not g.aligned:
-        scratch += [pltpu.VMEM((g.rows, g.cols), jnp.float32)] * planes_out
-    tiles = n * c * g.rows * g.cols
+        scratch += [pltpu.VMEM((g.band, g.cols), jnp.float32)] * planes_out
+    tiles = n * c * g.bands * g.band * g.cols
+    read = sum(math.prod(s.block_shape[2:]) for s in in_specs) // 2 * 2 * n * c * g.bands  # each input's blocks
     kernel = pl.pallas_call(
         lambda *refs: _kernel(*refs, g=g, config=config, job=job),
-        grid=(n, c),
-        in_specs=[plane, plane],
+        grid=(n, c, g.bands),
+        in_specs=in_specs,
         out_specs=out_specs,
         out_shape=out_shape,
         scratch_shapes=scratch,
         compiler_params=pltpu.CompilerParams(
-            dimension_semantics=("parallel", "parallel"), vmem_limit_bytes=g.vmem_bytes(job) + 8 * 2**20
+            dimension_semantics=("parallel", "parallel", "parallel"), vmem_limit_bytes=g.vmem_bytes() + 8 * 2**20
         ),
         cost_estimate=pl.CostEstimate(
             flops=int(flops_per_pixel(config, job) * tiles),
             transcendentals=2 * tiles * (1 if job.output != "gradient" else 3),  # the square roots
-            bytes_accessed=(2 * p.size + sum(math.prod(x.shape) for x in out_shape)) * 4,
+            bytes_accessed=(read + sum(math.prod(x.shape) for x in out_shape)) * 4,
         ),
         interpret=interpret,
     )
-    return kernel(p, t)
+    return kernel(*operands)
 
 
 def _row_means(partial: jax.Array, h: int, w_img: int) -> definition.RowStats:
