@@ -7,7 +7,8 @@ order of a few float32 additions may differ):
   cache-sized chunks (whole samples, planes, or bands of rows);
 * :mod:`~jax_scc._src.execution.whole` (GPU, TPU): one graph for the batch;
 * :mod:`~jax_scc._src.execution.kernel` (TPU, ``method="auto"``): Pallas
-  kernels for the forward and the loss's gradient, one plane per grid step
+  kernels for the forward and the loss's gradient, a plane (or a band of
+  its rows) per grid step
   in VMEM, the whole graph for what they do not cover.
 
 ``method`` chooses how the window moments are formed: ``"slices"`` (blocks

@@ -5,13 +5,14 @@ XLA for TPU keeps no formulation of SCC in one pass: the two-pass window of
 :func:`~jax_scc._src.definition.planes_map` is split into pieces on a v5e,
 and the band definition moves 500-1,100 bytes per pixel
 (``benchmarks/results/accel-compile.md``). These kernels move what the
-definition needs and no more: one grid step per image plane, the plane of
-each input brought into VMEM once (8 bytes per pixel for the pair), and the
-whole definition computed there, tile by tile, by the same functions as
-every other strategy:
+definition needs and no more: one grid step per image plane (or, for planes
+beyond the VMEM budget, per band of its rows), the plane of each input
+brought into VMEM once (8 bytes per pixel for the pair; a band also reads a
+few rows on either side), and the whole definition computed there, tile by
+tile, by the same functions as every other strategy:
 
-1. the plane is copied into a VMEM scratch with the filter's symmetric
-   reflection and room for the halos around it (:func:`_fill`);
+1. the plane (band) is copied into a VMEM scratch with the filter's
+   symmetric reflection and room for the halos around it (:func:`_fill`);
 2. each tile (``8 x 128``, one vector register; ``16 x 128`` for the
    gradient) reads its inputs with their halo from that scratch,
    high-passes them (:func:`~jax_scc._src.highpass.taps_local_grid`: exact,
@@ -32,8 +33,9 @@ every other strategy:
 
 They cover the plain forward (scores and map) and the scores' gradients in
 float32, windows up to :data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO`,
-planes that fit the VMEM budget (:func:`vmem_budget`), and for the gradient
-filters that reflect one pixel at most (3 x 3 and smaller); everything else
+planes of any height whose rows fit the VMEM budget in bands of 16
+(:func:`vmem_budget`), and for the gradient filters that reflect one pixel
+at most (3 x 3 and smaller); everything else
 (masks, image extents, the map's tangent) runs the whole-graph strategy.
 Mosaic compiles them on a machine with no TPU (deviceless,
 ``benchmarks/accel_compile.py``), and ``interpret=True`` runs them on the CPU,
