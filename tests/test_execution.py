@@ -187,7 +187,7 @@ def test_tpu_kernel_computes_the_definition():
     """The Pallas kernel (TPU's forward), run by Pallas's interpreter on CPU:
     within 1e-5 of the float64 definition at every map pixel and 1e-6 in the
     mean, on quantized photographs cut to sizes that are not whole tiles, at
-    w = 2, 3 and 8; and other filters (4 x 3; 2 x 2 and not zero-sum), w = 1 and 7, odd
+    w = 2 and 8; and other filters (4 x 3; 2 x 2 and not zero-sum), w = 3 and 1, odd
     planes and a NaN (which spoils its footprint, as in the definition)."""
     cases = [(quantize(photo(name, 160)), photo(name, 160).astype(np.float32)) for name in ("camera", "brick")]
     p = np.stack([a for a, _ in cases])[:, None, :100, :150]
@@ -195,7 +195,7 @@ def test_tpu_kernel_computes_the_definition():
     tall = [[-1.0, -1.0, -1.0], [-1.0, 10.0, -1.0], [-1.0, -1.0, -1.0], [-1.0, -2.0, -1.0]]  # 4 x 3, zero sum
     q, u = structured_pair((2, 3, 19, 133), seed=2)
     q[1, 2, 9, 70] = np.nan
-    runs = [(p, t, None, w) for w in (2, 3, 8)] + [(q, u, tall, 7), (q, u, [[1.0, 2.0], [3.0, -4.0]], 1)]
+    runs = [(p, t, None, w) for w in (2, 8)] + [(q, u, tall, 3), (q, u, [[1.0, 2.0], [3.0, -4.0]], 1)]
     for a, b, hp_filter, w in runs:
         config = make_config(hp_filter, w)
         assert all(kernel.applies(config, a.shape, a.dtype, kernel.Job(o)) for o in ("map", "scores"))
@@ -232,13 +232,13 @@ def test_tpu_kernel_bands_give_the_planes_numbers(monkeypatch):
     before and after it as blocks of their own (here a small budget forces
     bands of 32 rows, the last short, two of them at the bottom edge): the
     float64 definition's map and scores, and the chunk walk's gradients."""
-    p, t = structured_pair((1, 2, 100, 150), seed=6)
+    p, t = structured_pair((1, 1, 100, 130), seed=6)
     config = make_config()
 
     def in_bands(job):
-        banded = kernel._Geometry(100, 150, config, job, band=32)
+        banded = kernel._Geometry(100, 130, config, job, band=32)
         monkeypatch.setattr(kernel, "vmem_budget", lambda: banded.vmem_bytes())
-        g = kernel._Geometry(100, 150, config, job)
+        g = kernel._Geometry(100, 130, config, job)
         assert (g.band, g.bands) == (32, 4) and len(g.bottom_bands()) >= 1, job
 
     expected = ref.scc_map(p, t)
