@@ -196,14 +196,15 @@ def test_tpu_kernel_computes_the_definition():
     q, u = structured_pair((2, 3, 19, 133), seed=2)
     q[1, 2, 9, 70] = np.nan
     runs = [(p, t, None, w) for w in (2, 8)] + [(q, u, tall, 3), (q, u, [[1.0, 2.0], [3.0, -4.0]], 1)]
-    for a, b, hp_filter, w in runs:
+    for k, (a, b, hp_filter, w) in enumerate(runs):
         config = make_config(hp_filter, w)
         assert all(kernel.applies(config, a.shape, a.dtype, kernel.Job(o)) for o in ("map", "scores"))
         m = kernel.scc_map(a, b, config, interpret=True)
-        s = definition.scores(kernel.row_means(a, b, config, interpret=True))
         expected = ref.scc_map(a, b, np.asarray(config.hp_filter), w)
         np.testing.assert_allclose(m, expected, atol=1e-5, rtol=0, equal_nan=True, err_msg=str(w))
-        np.testing.assert_allclose(s, ref.scores_of_map(expected, False), atol=1e-6, rtol=0, err_msg=str(w))
+        if k < 2:  # the scores' row sums (the same tiles)
+            s = definition.scores(kernel.row_means(a, b, config, interpret=True))
+            np.testing.assert_allclose(s, ref.scores_of_map(expected, False), atol=1e-6, rtol=0, err_msg=str(w))
 
 
 def test_tpu_kernel_gradients_are_the_walks():
@@ -222,16 +223,16 @@ def test_tpu_kernel_gradients_are_the_walks():
         np.testing.assert_allclose(definition.scores(rows), scores, atol=1e-6, rtol=0)
         for got, want in zip(grads, expected):
             np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=0, err_msg=str(w))
-    flat = np.full((1, 1, 16, 130), 0.5, np.float32)
-    _, (g_p, g_t) = kernel.row_means_and_gradients(flat, flat, make_config(), (True, False), interpret=True)
-    assert g_t is None and not np.any(np.asarray(g_p))
+    flat = np.full(cases[0][0], 0.5, np.float32)
+    _, grads = kernel.row_means_and_gradients(flat, flat, make_config(), (True, True), interpret=True)
+    assert not np.any(np.asarray(grads))
 
 
 def test_tpu_kernel_bands_give_the_planes_numbers(monkeypatch):
     """Planes beyond the VMEM budget run in bands of rows, each with the rows
     before and after it as blocks of their own (here a small budget forces
     bands of 32 rows, the last short, two of them at the bottom edge): the
-    float64 definition's map and scores, and the chunk walk's gradients."""
+    float64 definition's map, and the chunk walk's scores and gradients."""
     p, t = structured_pair((1, 1, 100, 130), seed=6)
     config = make_config()
 
@@ -244,12 +245,9 @@ def test_tpu_kernel_bands_give_the_planes_numbers(monkeypatch):
     expected = ref.scc_map(p, t)
     in_bands(kernel.Job("map"))
     np.testing.assert_allclose(kernel.scc_map(p, t, config, interpret=True), expected, atol=1e-5, rtol=0)
-    in_bands(kernel.Job("scores"))
-    rows = kernel.row_means(p, t, config, interpret=True)
-    np.testing.assert_allclose(definition.scores(rows), ref.scores_of_map(expected, False), atol=1e-6, rtol=0)
     in_bands(kernel.Job("gradient", (True, True)))
     rows, grads = kernel.row_means_and_gradients(p, t, config, (True, True), interpret=True)
-    want_scores, want_grads, _ = chunked.scores(p, t, config, "slices", gradients=(True, True))
+    want_scores, want_grads, _ = jax.jit(lambda p, t: chunked.scores(p, t, config, "slices", gradients=(True, True)))(p, t)
     np.testing.assert_allclose(definition.scores(rows), want_scores, atol=1e-6, rtol=0)
     for got, want in zip(grads, want_grads):
         np.testing.assert_allclose(got, want, atol=1e-5 * float(np.abs(want).max()), rtol=0)
@@ -267,8 +265,9 @@ def test_tpu_strategy_runs_the_kernels_in_any_layout(monkeypatch):
     assert tpu.name == "kernel"
     m = jax.jit(lambda p, t: tpu.scc_map(p, t, config))(p, t)
     scores, grads, counted = jax.jit(lambda p, t: tpu.scores(p, t, config, gradients=(True, True)))(p, t)
-    want_scores, want_grads, want_counted = chunked.scores(p, t, config, "direct", gradients=(True, True))
-    np.testing.assert_allclose(m, chunked.scc_map(p, t, config, "direct"), atol=1e-5, rtol=0)
+    walk = jax.jit(lambda p, t: (chunked.scc_map(p, t, config, "direct"), chunked.scores(p, t, config, "direct", gradients=(True, True))))
+    want_map, (want_scores, want_grads, want_counted) = walk(p, t)
+    np.testing.assert_allclose(m, want_map, atol=1e-5, rtol=0)
     np.testing.assert_allclose(scores, want_scores, atol=1e-6, rtol=0)
     np.testing.assert_array_equal(counted, want_counted)
     for got, want in zip(grads, want_grads):
