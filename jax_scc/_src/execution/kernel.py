@@ -44,6 +44,7 @@ which is how the tests check them.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -53,14 +54,14 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-# What the kernels use of the Pallas TPU API (an older JAX without it runs the
-# whole graph on TPU: see execution._kernels).
-pltpu.CompilerParams, pltpu.VMEM, pl.CostEstimate  # noqa: B018
-
 from jax_scc._src import definition, highpass, moments
 from jax_scc._src.config import Config
 from jax_scc._src.highpass import hp_padding
 from jax_scc._src.moments import window_padding
+
+# What the kernels use of the Pallas TPU API (an older JAX without it runs the
+# whole graph on TPU: see execution._kernels).
+pltpu.CompilerParams, pltpu.VMEM, pl.CostEstimate  # noqa: B018
 
 #: A tile of the map: one TPU vector register of float32 (sublanes x lanes).
 TILE = (8, 128)
@@ -73,13 +74,14 @@ GRADIENT_TILE = (16, 128)
 #: VMEM the kernel may use (bytes) where the TPU generation is not known (an
 #: ahead-of-time compile with no TPU attached): what fits every generation
 #: from v5 on (v5p and v7x have 64 MiB per core, v5e and v6e 128 MiB).
-#: Planes that need more run the whole graph.
+#: Planes that need more run in bands of rows.
 VMEM_BUDGET = 48 * 2**20
 
 
 def vmem_budget() -> int:
     """VMEM the kernel may use on the TPU this process runs on (16 MiB less
-    than it has, at most 96 MiB), or :data:`VMEM_BUDGET` without one."""
+    than it has, at most 96 MiB: nothing on a v4, whose 16 MiB then go to
+    the whole graph), or :data:`VMEM_BUDGET` without one."""
     try:
         capacity = pltpu.get_tpu_info().vmem_capacity_bytes
     except Exception:  # no TPU attached (deviceless compile), or an unknown kind
@@ -141,9 +143,10 @@ class _Geometry:
         self.halo = (tile[0] + extra[0], tile[1] + extra[1])
         self.cols = _ceil(w_img, tile[1])
         self._set_band(_ceil(h, tile[0]) if band is None else band)
-        if band is None and self.vmem_bytes() > vmem_budget():
-            unit = math.lcm(tile[0], self.margin)
-            fits = [b for b in range(unit, _ceil(h, unit), unit) if self._with_band(b).vmem_bytes() <= vmem_budget()]
+        budget = vmem_budget()
+        if band is None and self.vmem_bytes() > budget:
+            unit = math.lcm(tile[0], self.margin)  # whole tiles, and whole margin blocks
+            fits = [b for b in range(unit, _ceil(h, unit), unit) if self._with_band(b).vmem_bytes() <= budget]
             if fits:
                 self._set_band(fits[-1])
 
@@ -216,16 +219,13 @@ def _fill(refs, s_ref, b, g: _Geometry) -> None:
         for m in range(1, g.hp_bottom + 1):
             s_ref[end - 1 + m : end + m, cols] = s_ref[end - m : end - m + 1, cols]
 
-    for band in {0} | set(g.bottom_bands()):
-        if g.bands == 1:
-            fix = [top_edge, lambda: bottom_edge(0)]
-        else:
-            fix = ([top_edge] if band == 0 else []) + ([lambda band=band: bottom_edge(band)] if band in g.bottom_bands() else [])
-        for f in fix:
-            if g.bands == 1:
-                f()
-            else:
-                pl.when(b == band)(f)
+    if g.bands == 1:
+        top_edge()
+        bottom_edge(0)
+    else:  # the top first: a band can hold both edges
+        pl.when(b == 0)(top_edge)
+        for band in g.bottom_bands():
+            pl.when(b == band)(functools.partial(bottom_edge, band))
     for m in range(1, g.hp_left + 1):
         s_ref[:, left - m : left - m + 1] = s_ref[:, left + m - 1 : left + m]
     for m in range(1, g.hp_right + 1):
