@@ -40,7 +40,14 @@ Figures per platform, method, program and shape:
   (``fusion(`` instructions of the ENTRY computation), ``convs`` (library
   convolutions), ``compile_s`` (lower + compile, seconds), and the HBM-bound
   throughput ``bandwidth / bytes`` in Gpix/s (H200 4.8 TB/s, v6e 1.6 TB/s,
-  v5e 0.82 TB/s). TPU also reports its own time estimate (``tpu_ms``).
+  v5e 0.82 TB/s). TPU also reports its own time estimate (``tpu_ms``:
+  roofline-like, it prices a kernel by the flops the kernel declares) and
+  ``cycles/px``: the TPU compiler's cycle estimates of the program's XLA
+  operations (``estimated_cycles`` in their configurations) plus, for Pallas
+  kernels, which it gives none, their own schedule: the bundles of each
+  kernel's final LLO (one per cycle), those in the tile loops times their
+  trips, times the grid steps (``LIBTPU_INIT_ARGS`` dumps them to a temporary
+  folder). Both are static: no stalls, no clock (cycles at ~1.5-2 GHz).
 
 Writes ``benchmarks/results/accel-compile.json`` and ``.md``.
 """
@@ -51,8 +58,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,6 +123,46 @@ def _entry_counts(text: str) -> dict:
     }
 
 
+def _xla_cycles(text: str) -> float:
+    """The TPU compiler's own cycle estimates of the program's XLA operations
+    (``estimated_cycles`` in their backend configurations)."""
+    return float(sum(int(c) for c in re.findall(r'"estimated_cycles":"(\d+)"', text)))
+
+
+def _kernel_cycles(text: str, llo_dir: Path, seen: set, shape, program: str) -> float:
+    """Cycles of the program's Pallas kernels by their own schedule: the
+    bundles (one per cycle) of each kernel's final LLO, those inside the tile
+    loops times their trip counts, times the grid steps. A static count: no
+    stalls (the kernels' DMAs are pipelined), no clock."""
+    from jax_scc._src.config import make_config
+    from jax_scc._src.execution import kernel
+
+    names = re.findall(r"%(\S+) = [^\n]*custom_call_target=\"tpu_custom_call\"", text)
+    if not names:
+        return 0.0
+    files = [f for f in llo_dir.glob("*final_bundles.txt") if f not in seen and "schedule-analysis" not in f.name]
+    seen.update(llo_dir.glob("*"))
+    job = kernel.Job("gradient", (True, False)) if program == "value_and_grad" else kernel.Job(
+        "map" if program == "map" else "scores")
+    n, c, h, w_img = shape
+    g = kernel._Geometry(h, w_img, make_config(), job)
+    # Mosaic drops loops of one trip; the others nest rows of tiles, then tiles.
+    trips = [t for t in (g.band // g.tile[0], g.cols // g.tile[1]) if t > 1]
+    total = 0.0
+    for f in files:
+        if not any(f"-{name}-" in f.name for name in names):
+            continue
+        for line in f.read_text().splitlines():
+            m = re.match(r"\s*0x[0-9a-f]+\s+(?:L[BHE]|PB|PF)?\s*:\s*(>*)\s*\{", line)
+            if m:
+                depth = len(m.group(1))
+                weight = 1
+                for t in trips[:depth]:
+                    weight *= t
+                total += weight
+    return total * n * c * g.bands
+
+
 def _gpu_cost(compiled) -> tuple:
     """(bytes, flops) of the optimized GPU module: XLA's counter plus library calls' operands."""
     import jax
@@ -163,6 +212,8 @@ def worker(platform: str, programs, methods, shapes, out: str) -> None:
     else:
         topo = topologies.get_topology_desc(topology_name=topology, platform="tpu")
     device = topo.devices[0]
+    llo_dir = Path(os.environ["JAX_SCC_LLO_DIR"]) if os.environ.get("JAX_SCC_LLO_DIR") else None
+    seen = set(llo_dir.glob("*")) if llo_dir else set()
     rows = []
     for shape in shapes:
         pixels = 1
@@ -187,6 +238,9 @@ def worker(platform: str, programs, methods, shapes, out: str) -> None:
                         nbytes, flops = float(cost.get("bytes accessed", 0)), float(cost.get("flops", 0))
                         seconds = cost.get("optimal_seconds")
                         row["tpu_ms"] = None if seconds is None else 1e3 * float(seconds)
+                        if llo_dir is not None:
+                            kernel_cycles = _kernel_cycles(text, llo_dir, seen, shape, program)
+                            row["cycles_px"] = (_xla_cycles(text) + kernel_cycles) / pixels
                     row["bytes_px"] = nbytes / pixels
                     row["flops_px"] = flops / pixels
                     row["gpix_s"] = bandwidth / row["bytes_px"] / 1e9 if row["bytes_px"] else None
@@ -208,20 +262,21 @@ def _markdown(rows, header: str) -> str:
     lines = [
         header,
         "",
-        "| platform | program | method | shape | bytes/px | flops/px | temp (× input) | fusions | convs | loops | kernels | compile s | HBM-bound Gpix/s | TPU estimate ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| platform | program | method | shape | bytes/px | flops/px | temp (× input) | fusions | convs | loops | kernels | compile s | HBM-bound Gpix/s | TPU estimate ms | TPU cycles/px |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         shape = "×".join(str(v) for v in r["shape"])
         if "error" in r:
-            lines.append(f"| {r['platform']} | {r['program']} | {r['method']} | {shape} | {r['error']} ||||||||||")
+            lines.append(f"| {r['platform']} | {r['program']} | {r['method']} | {shape} | {r['error']} |||||||||||")
             continue
         tpu = "" if r.get("tpu_ms") is None else f"{r['tpu_ms']:.2f}"
+        cycles = "" if r.get("cycles_px") is None else f"{r['cycles_px']:.2f}"
         gpix = "" if not r.get("gpix_s") else f"{r['gpix_s']:.0f}"
         lines.append(
             f"| {r['platform']} | {r['program']} | {r['method']} | {shape} | {r['bytes_px']:.0f} | "
             f"{r['flops_px']:.0f} | {r['temp']:.2f} | {r['fusions']} | {r['convs']} | {r['loops']} | {r.get('kernels', 0)} | "
-            f"{r['compile_s']:.1f} | {gpix} | {tpu} |"
+            f"{r['compile_s']:.1f} | {gpix} | {tpu} | {cycles} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -257,12 +312,18 @@ def main(argv=None) -> int:
         methods = args.methods
         if kind == "tpu":
             env.update(TPU_SKIP_MDS_QUERY="1", TPU_WORKER_HOSTNAMES="localhost", TPU_ACCELERATOR_TYPE="v6e-4")
+            # The kernels' schedules (their final LLO bundles) for the cycle counts.
+            llo = tempfile.mkdtemp(prefix="jax-scc-llo-")
+            env.update(JAX_SCC_LLO_DIR=llo, LIBTPU_INIT_ARGS=(
+                f"--xla_jf_dump_to={llo} --xla_jf_dump_llo_text=true --xla_jf_dump_llo_pass_label_regex=final_bundles"))
             methods = ",".join(m for m in args.methods.split(",") if m in args.tpu_methods.split(","))
         part = f"{args.out}.{platform}.json"
         cmd = [str(python), __file__, "--worker", platform, "--programs", args.programs,
                "--methods", methods, "--shapes", args.shapes, "--out", part]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, env=env, check=True)
+        if kind == "tpu":
+            shutil.rmtree(env["JAX_SCC_LLO_DIR"], ignore_errors=True)
         rows += json.loads(Path(part).read_text())
         os.remove(part)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

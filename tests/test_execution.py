@@ -183,7 +183,15 @@ def test_accelerator_formulation_is_exact_on_quantized_photographs():
         np.testing.assert_allclose(s, expected.mean(axis=(1, 2, 3)), atol=1e-6, rtol=0, err_msg=str((w, options)))
 
 
-def test_tpu_kernel_computes_the_definition():
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Makes the TPU kernels cut small images into many tiles (8 x 128), so
+    that tile borders in both directions are crossed."""
+    monkeypatch.setattr(kernel, "TILE", (8, 128))
+    monkeypatch.setattr(kernel, "GRADIENT_TILE", (8, 128))
+
+
+def test_tpu_kernel_computes_the_definition(small_tiles):
     """The Pallas kernel (TPU's forward), run by Pallas's interpreter on CPU:
     within 1e-5 of the float64 definition at every map pixel and 1e-6 in the
     mean, on quantized photographs cut to sizes that are not whole tiles, at
@@ -207,7 +215,7 @@ def test_tpu_kernel_computes_the_definition():
             np.testing.assert_allclose(s, ref.scores_of_map(expected, False), atol=1e-6, rtol=0, err_msg=str(w))
 
 
-def test_tpu_kernel_gradients_are_the_walks():
+def test_tpu_kernel_gradients_are_the_walks(small_tiles):
     """The kernel's gradients of each sample's map sum (TPU's loss path), by
     Pallas's interpreter: the chunk walk's to 1e-5 of the largest, in both
     inputs, across tile borders and image borders (where the reflection's
@@ -228,7 +236,7 @@ def test_tpu_kernel_gradients_are_the_walks():
     assert not np.any(np.asarray(grads))
 
 
-def test_tpu_kernel_bands_give_the_planes_numbers(monkeypatch):
+def test_tpu_kernel_bands_give_the_planes_numbers(small_tiles, monkeypatch):
     """Planes beyond the VMEM budget run in bands of rows, each with the rows
     before and after it as blocks of their own (here a small budget forces
     bands of 32 rows, the last short, two of them at the bottom edge): the
@@ -256,10 +264,11 @@ def test_tpu_kernel_bands_give_the_planes_numbers(monkeypatch):
 def test_tpu_strategy_runs_the_kernels_in_any_layout(monkeypatch):
     """TPU's ``auto`` strategy around the kernels (layouts, the scores from
     the row sums, the gradients back in the input's layout), here with the
-    kernels interpreted: the chunk walk's numbers in NHWC."""
+    kernels interpreted, in their own tiles (two across): the chunk walk's
+    numbers in NHWC."""
     call = kernel._call
     monkeypatch.setattr(kernel, "_call", lambda p, t, config, job, interpret: call(p, t, config, job, True))
-    p, t = structured_pair((2, 11, 130, 2), seed=5)
+    p, t = structured_pair((1, 40, 300, 2), seed=5)
     config = make_config(None, 4, data_format="NHWC")
     tpu = execution.strategy(config, "tpu")
     assert tpu.name == "kernel"

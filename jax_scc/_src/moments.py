@@ -445,7 +445,9 @@ def window_2d(p: jax.Array, t: jax.Array, w: int, form: str = "levels") -> Centr
        pixel, one-pass again, plus the segments' own sums (Chan et al.'s
        merge of ``w`` equal-sized sets).
 
-    ``form="two_pass"`` is the textbook alternative: the mean of the ``w * w``
+    ``form="rows"`` is ``"levels"`` with every row's segments formed once,
+    on whole rows, and each window taking ``w`` of them (for a kernel that
+    pays for each shifted copy). ``form="two_pass"`` is the textbook alternative: the mean of the ``w * w``
     deviations from the window's centre pixel first, then the sums of squares
     of the deviations from that mean (each deviation used twice, after a sum
     of all of them: XLA for TPU keeps that in one pass, XLA for GPU writes
@@ -460,7 +462,8 @@ def window_2d(p: jax.Array, t: jax.Array, w: int, form: str = "levels") -> Centr
       p, t: high-passed images, shape ``(..., H, W)``, float32 or float64,
         ``1 <= w <= min(H, W)``.
       w: the window size.
-      form: ``"levels"`` or ``"two_pass"`` (the same numbers to float32 rounding).
+      form: ``"levels"``, ``"rows"`` (the same numbers) or ``"two_pass"`` (the
+        same to float32 rounding).
 
     Returns:
       :class:`CentredWindow`, each ``(..., H, W)``, with the window's zero
@@ -491,12 +494,22 @@ def window_2d_padded(pp: jax.Array, tp: jax.Array, w: int, form: str = "levels")
         return CentredWindow(
             dp, dt, sum(x * x for x in ep) * inv, sum(x * x for x in et) * inv, sum(a * b for a, b in zip(ep, et)) * inv
         )
-    segments = []
-    for a in range(w):
-        cp, ct = taps_p[a][before], taps_t[a][before]
-        devs_p = [taps_p[a][b] - cp for b in range(w) if b != before]
-        devs_t = [taps_t[a][b] - ct for b in range(w) if b != before]
-        segments.append((cp, ct) + _one_pass(devs_p, devs_t, w))
+    def segment(row_p: List[jax.Array], row_t: List[jax.Array]):  # the w values of a row segment
+        cp, ct = row_p[before], row_t[before]
+        devs_p = [x - cp for b, x in enumerate(row_p) if b != before]
+        devs_t = [x - ct for b, x in enumerate(row_t) if b != before]
+        return (cp, ct) + _one_pass(devs_p, devs_t, w)
+
+    if form == "rows":
+        # Every row's segments once, on the padded rows, then each window's w
+        # of them: the same numbers as "levels", with w shifted copies along
+        # the rows instead of w * w (a TPU kernel's shifts are its cost).
+        h, wd = pp.shape[-2] - (w - 1), pp.shape[-1] - (w - 1)
+        shifted = lambda xp: [xp[..., b : b + wd] for b in range(w)]  # noqa: E731
+        rows = segment(shifted(pp), shifted(tp))
+        segments = [tuple(x[..., a : a + h, :] for x in rows) for a in range(w)]
+    else:
+        segments = [segment(taps_p[a], taps_t[a]) for a in range(w)]
     centre_p, centre_t = segments[before][0], segments[before][1]
     # Each segment's mean relative to the window's centre pixel.
     means_p = [(cp - centre_p) + dp for cp, _, dp, *_ in segments]
@@ -520,16 +533,25 @@ def _adjoint_1d(
     have no window), each weight's sum and
     ``sum_c plain_c + sum_k weight_k,c * (value_k,i - value_k,c)``."""
     before, after = window_padding(w)
-    n = plain.shape[axis]
     widths = [(0, 0)] * plain.ndim
     widths[axis] = (after, before)
-    cut = lambda x, k: lax.slice_in_dim(x, k, k + n, axis=axis)  # noqa: E731
     padded = [(jnp.pad(a, widths), jnp.pad(v, widths), v) for a, v in weighted]
-    plain = jnp.pad(plain, widths)
-    sums = [sum(cut(a, k) for k in range(w)) for a, _, _ in padded]
+    return _adjoint_1d_valid(padded, jnp.pad(plain, widths), w, axis)
+
+
+def _adjoint_1d_valid(
+    weighted: Sequence[Tuple[jax.Array, jax.Array, jax.Array]], plain: jax.Array, w: int, axis: int
+) -> Tuple[List[jax.Array], jax.Array]:
+    """:func:`_adjoint_1d` with the windows' fields given along ``axis`` at
+    every centre that reaches the output (``w - 1`` more positions: position
+    ``k`` is ``i - floor((w-1)/2) + k`` of output ``i = 0``): ``weighted`` as
+    ``(weight, value, value at the outputs)``."""
+    n = plain.shape[axis] - (w - 1)
+    cut = lambda x, k: lax.slice_in_dim(x, k, k + n, axis=axis)  # noqa: E731
+    sums = [sum(cut(a, k) for k in range(w)) for a, _, _ in weighted]
     # Each deviation is between two values of one row (column), at most w - 1
     # apart: exact where they are close.
-    centred = sum(cut(plain, k) + sum(cut(a, k) * (v - cut(vp, k)) for a, vp, v in padded) for k in range(w))
+    centred = sum(cut(plain, k) + sum(cut(a, k) * (v - cut(vp, k)) for a, vp, v in weighted) for k in range(w))
     return sums, centred
 
 
@@ -575,3 +597,29 @@ def sum_over_windows(
         _adjoint_1d([(s, v) for s, (_, v) in zip(column_sums, weighted)], partial, w, axis + 1)[1]
         for (column_sums, partial), (weighted, _) in zip(columns, sums)
     ]
+
+
+
+def sum_over_windows_valid(
+    sums: Sequence[Tuple[Sequence[Tuple[jax.Array, jax.Array]], jax.Array]], w: int
+) -> List[jax.Array]:
+    """:func:`sum_over_windows` with every field and value given at all the
+    window centres that reach the output, ``w - 1`` more rows and columns
+    (``floor((w-1)/2)`` before, ``ceil((w-1)/2)`` after, as the windows that
+    hold the output's corner pixels are centred): ``(..., H + w - 1, W + w - 1)``
+    in, ``(..., H, W)`` out ("valid"; for a kernel's tile with its halo). The
+    same separable, centred passes."""
+    if w == 1:
+        return [plain for _, plain in sums]
+    _, after = window_padding(w)
+    rows, cols = sums[0][1].ndim - 2, sums[0][1].ndim - 1
+    n, m = sums[0][1].shape[rows] - (w - 1), sums[0][1].shape[cols] - (w - 1)
+    q_rows = lambda x: lax.slice_in_dim(x, after, after + n, axis=rows)  # noqa: E731
+    out = []
+    for weighted, plain in sums:
+        # Columns: at (q's row, c's column).
+        column_sums, partial = _adjoint_1d_valid([(a, v, q_rows(v)) for a, v in weighted], plain, w, rows)
+        at_r = [q_rows(v) for _, v in weighted]
+        at_q = [lax.slice_in_dim(v, after, after + m, axis=cols) for v in at_r]
+        out.append(_adjoint_1d_valid(list(zip(column_sums, at_r, at_q)), partial, w, cols)[1])
+    return out

@@ -13,8 +13,7 @@ tile, by the same functions as every other strategy:
 
 1. the plane (band) is copied into a VMEM scratch with the filter's
    symmetric reflection and room for the halos around it (:func:`_fill`);
-2. each tile (``8 x 128``, one vector register; ``16 x 128`` for the
-   gradient) reads its inputs with their halo from that scratch,
+2. each tile (:data:`TILE`) reads its inputs with their halo from that scratch,
    high-passes them (:func:`~jax_scc._src.highpass.taps_local_grid`: exact,
    an error-free split on a grid per output pixel), zeroes the high-passed
    pixels outside the image (the window's zero padding), and forms every
@@ -22,7 +21,7 @@ tile, by the same functions as every other strategy:
    (:func:`~jax_scc._src.moments.window_2d_padded`, the two-pass form) and
    the ratio (:func:`~jax_scc._src.definition.scc_from_moments`);
 3. the map's tile goes to the output plane, or is added into per-row
-   partial sums (``128`` per row: each sums ``W / 128`` map pixels) from
+   partial sums (:data:`SUM_LANES` per row: each sums ``W / 128`` map pixels) from
    which the scores are the row means, as in the other strategies;
 4. for the loss, the same tile also forms the gradient of the plane's map
    sum in its inputs: the rule of
@@ -63,13 +62,16 @@ from jax_scc._src.moments import window_padding
 # whole graph on TPU: see execution._kernels).
 pltpu.CompilerParams, pltpu.VMEM, pl.CostEstimate  # noqa: B018
 
-#: A tile of the map: one TPU vector register of float32 (sublanes x lanes).
-TILE = (8, 128)
-#: A tile of the gradient: two registers. Its halo is wider (see
-#: :class:`_Geometry`), so taller tiles save more recomputation: 2,600
-#: element operations per pixel against 3,600 for 8 x 128 (the forward saves 8%
-#: at 16 rows); 32 rows run out of VMEM for the tile's values (v6e).
-GRADIENT_TILE = (16, 128)
+#: A tile of the map and of the gradient (rows, lanes): 8 x 2 vector
+#: registers. Each tile recomputes its halo, and each shifted copy of a value
+#: costs the TPU's cross-lane unit (its scarce resource here), so large tiles
+#: pay off: by the v6e compiler's schedule, 0.54 cycles per pixel for the
+#: forward and 1.0 for the value and gradient, against 1.27 and 2.85 in
+#: 8 x 128 tiles (``benchmarks/results/accel-compile-kernel.md``).
+TILE = (32, 256)
+GRADIENT_TILE = TILE
+#: Lanes of the per-row partial sums the scores are made from.
+SUM_LANES = 128
 
 #: VMEM the kernel may use (bytes) where the TPU generation is not known (an
 #: ahead-of-time compile with no TPU attached): what fits every generation
@@ -172,7 +174,7 @@ class _Geometry:
         planes_out = 1 if self.job.output == "map" else sum(self.job.wanted)
         total += planes_out * (2 * rows * width + (0 if self.aligned else self.band * self.cols * 4))
         if self.job.output != "map":
-            total += 2 * self.band * self.tile[1] * 4
+            total += 2 * self.band * SUM_LANES * 4
         return total + 4 * 2**20  # a tile's values and Mosaic's own
 
     def bottom_bands(self) -> List[int]:
@@ -256,7 +258,7 @@ def _windows(xp: jax.Array, xt: jax.Array, first_row, first_col, g: _Geometry, c
         return jnp.where(inside, hp, jnp.zeros_like(hp))
 
     hp_p, hp_t = high_passed(xp), high_passed(xt)
-    window = moments.window_2d_padded(hp_p, hp_t, w, "two_pass")
+    window = moments.window_2d_padded(hp_p, hp_t, w, "rows")
     n = (shape[0] - (w - 1), shape[1] - (w - 1))
     centre = (slice(g.before, g.before + n[0]), slice(g.before, g.before + n[1]))
     return hp_p, hp_t, window, definition.scc_from_moments(window.moments(hp_p[centre], hp_t[centre]))
@@ -301,17 +303,12 @@ def _tile_gradient(xp: jax.Array, xt: jax.Array, r0, c0, g: _Geometry, config: C
     counted = _inside(c_row, c_col, scc.shape, g)  # map pixels of the plane
     fields = definition.window_fields(window, scc, counted, w * w, wanted)
     s_shape = (scc.shape[0] - (w - 1), scc.shape[1] - (w - 1))
-    at_s = (slice(g.before + g.after, g.before + g.after + s_shape[0]), slice(g.before + g.after, g.before + g.after + s_shape[1]))
     at_c = (slice(g.before, g.before + scc.shape[0]), slice(g.before, g.before + scc.shape[1]))
     s_inside = _inside(c_row + g.after, c_col + g.after, s_shape, g)
 
-    def views(x: jax.Array):  # the windows that hold each s, at their centres c
-        return [v for row in moments._views(x, w) for v in row]
-
     def gradient(own, other, b, e):
-        g_hp = definition.high_passed_gradient(
-            own[at_s], other[at_s], views(fields.a), views(b), views(own[at_c]), views(other[at_c]), sum(views(e))
-        )
+        # Over the windows that hold each s, separable and centred (as on CPU).
+        (g_hp,) = moments.sum_over_windows_valid([([(fields.a, other[at_c]), (-b, own[at_c])], e)], w)
         g_hp = jnp.where(s_inside, g_hp, jnp.zeros_like(g_hp))  # outside: the window's zero padding
         g_in = highpass.high_pass_transpose_taps(g_hp, hp_filter)  # the tile, and the filter's padding around it
         g_in = _fold(g_in, r0, g.h, g.hp_top, g.hp_bottom, g.tile[0], 0)
@@ -393,7 +390,8 @@ def _kernel(*refs, g: _Geometry, config: Config, job: Job):
 
         total = lax.fori_loop(0, g.cols // tile_shape[1], tile, jnp.zeros(tile_shape, jnp.float32))
         if sums_ref is not None:
-            sums_ref[pl.ds(r, tile_shape[0]), :] = total
+            lanes = [total[:, k : k + SUM_LANES] for k in range(0, tile_shape[1], SUM_LANES)]
+            sums_ref[pl.ds(r, tile_shape[0]), :] = sum(lanes[1:], lanes[0])
         return carry
 
     lax.fori_loop(0, g.band // tile_shape[0], row_of_tiles, 0)
@@ -417,8 +415,8 @@ def _call(p: jax.Array, t: jax.Array, config: Config, job: Job, interpret: bool)
         in_specs, operands = [plane, plane, before, after, before, after], (p, t, p, p, t, t)
     out_shape, out_specs = [], []
     if job.output != "map":
-        out_shape.append(jax.ShapeDtypeStruct((n, c, g.bands * g.band, g.tile[1]), p.dtype))
-        out_specs.append(pl.BlockSpec((None, None, g.band, g.tile[1]), lambda i, j, b: (i, j, b, 0)))
+        out_shape.append(jax.ShapeDtypeStruct((n, c, g.bands * g.band, SUM_LANES), p.dtype))
+        out_specs.append(pl.BlockSpec((None, None, g.band, SUM_LANES), lambda i, j, b: (i, j, b, 0)))
     planes_out = 1 if job.output == "map" else sum(job.wanted)
     out_shape += [jax.ShapeDtypeStruct(p.shape, p.dtype)] * planes_out
     out_specs += [plane] * planes_out
