@@ -285,11 +285,13 @@ def test_tpu_strategy_runs_the_kernels_in_any_layout(monkeypatch):
 
 def test_tpu_kernel_covers_the_plain_forward_and_loss():
     """Where the kernel does not apply, TPU's ``auto`` runs the whole graph:
-    masks, float64, windows over 8, planes beyond the VMEM budget, and
-    gradients through filters that reflect more than one pixel."""
-    config, shape = make_config(), (2, 3, 64, 64)
+    masks, float64, windows over 8, planes narrower than 128 pixels or too
+    wide for a band of rows, and gradients through filters that reflect more
+    than one pixel."""
+    config, shape = make_config(), (2, 3, 64, 128)
     scores, grad = kernel.Job("scores"), kernel.Job("gradient", (True, False))
     assert kernel.applies(config, shape, jnp.float32, scores) and kernel.applies(config, shape, jnp.float32, grad)
+    assert not kernel.applies(config, (256, 3, 32, 32), jnp.float32, scores)  # narrower than a register
     assert not kernel.applies(make_config(ignore_nans=True), shape, jnp.float32, scores)
     assert not kernel.applies(make_config(ignore_flat=True), shape, jnp.float32, kernel.Job("map"))
     assert not kernel.applies(config, shape, jnp.float64, scores)

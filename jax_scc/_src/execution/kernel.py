@@ -31,7 +31,7 @@ tile, by the same functions as every other strategy:
    reflection's (:func:`_fold`), and writes it to a gradient plane.
 
 They cover the plain forward (scores and map) and the scores' gradients in
-float32, windows up to :data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO`,
+float32, planes at least :data:`MIN_WIDTH` wide, windows up to :data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO`,
 planes of any height whose rows fit the VMEM budget in bands of 16
 (:func:`vmem_budget`), and for the gradient filters that reflect one pixel
 at most (3 x 3 and smaller); everything else
@@ -72,6 +72,10 @@ TILE = (32, 256)
 GRADIENT_TILE = TILE
 #: Lanes of the per-row partial sums the scores are made from.
 SUM_LANES = 128
+#: Narrower planes run the whole graph: a plane fills the lanes of its rows
+#: (128 a register), and on (256, 3, 32, 32) the kernels would take 10x the
+#: cycles of XLA's program, which lays such batches out in its own way.
+MIN_WIDTH = 128
 
 #: VMEM the kernel may use (bytes) where the TPU generation is not known (an
 #: ahead-of-time compile with no TPU attached): what fits every generation
@@ -129,7 +133,9 @@ class _Geometry:
         (self.hp_top, self.hp_bottom), (self.hp_left, self.hp_right) = hp_padding(kh), hp_padding(kw)
         self.before, self.after = window_padding(w)
         self.h, self.w_img = h, w_img
-        self.tile = tile = GRADIENT_TILE if job.output == "gradient" else TILE
+        tile = GRADIENT_TILE if job.output == "gradient" else TILE
+        # No larger than the plane needs (in whole vector registers).
+        self.tile = tile = (min(tile[0], _ceil(h, 8)), min(tile[1], _ceil(w_img, 128)))
         self.job = job
         if job.output == "gradient":
             extra = (3 * (kh - 1) + 2 * (w - 1), 3 * (kw - 1) + 2 * (w - 1))
@@ -189,6 +195,8 @@ def applies(config: Config, shape: Tuple[int, ...], dtype, job: Job) -> bool:
     if config.masked or config.window_size > WINDOW_2D_UP_TO or jnp.dtype(dtype) != jnp.float32:
         return False
     h, w_img = shape[-2:]
+    if w_img < MIN_WIDTH:
+        return False
     kh, kw = len(config.hp_filter), len(config.hp_filter[0])
     reach = 1 if job.output == "gradient" else min(h, w_img)  # the gradient folds one reflected pixel back
     if max(hp_padding(kh) + hp_padding(kw)) > reach or max(hp_padding(kh)) > h or max(hp_padding(kw)) > w_img:
@@ -332,7 +340,7 @@ def flops_per_pixel(config: Config, job: Job = Job("scores")) -> float:
     compute, which the compiler's cost analysis does not see): counted on the
     traced tile function, halo included."""
     tile = GRADIENT_TILE if job.output == "gradient" else TILE
-    g = _Geometry(*tile, config, job, band=tile[0])
+    g = _Geometry(*tile, config, job, band=tile[0])  # one tile's plane: the tile's own work
     x = jax.ShapeDtypeStruct(g.halo, jnp.float32)
     if job.output == "gradient":
         tile = lambda a, b: _tile_gradient(a, b, 0, 0, g, config, job.wanted)  # noqa: E731
