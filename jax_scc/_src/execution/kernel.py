@@ -16,26 +16,34 @@ tile, by the same functions as every other strategy:
 2. each tile (:data:`TILE`) reads its inputs with their halo from that scratch,
    high-passes them (:func:`~jax_scc._src.highpass.taps_local_grid`: exact,
    an error-free split on a grid per output pixel), zeroes the high-passed
-   pixels outside the image (the window's zero padding), and forms every
-   window from its ``w * w`` values
-   (:func:`~jax_scc._src.moments.window_2d_padded`, the two-pass form) and
+   pixels outside the image (the window's zero padding), and forms the
+   windows on two levels, each row's segments once
+   (:func:`~jax_scc._src.moments.window_2d_padded`, the ``"rows"`` form) and
    the ratio (:func:`~jax_scc._src.definition.scc_from_moments`);
 3. the map's tile goes to the output plane, or is added into per-row
-   partial sums (:data:`SUM_LANES` per row: each sums ``W / 128`` map pixels) from
-   which the scores are the row means, as in the other strategies;
+   partial sums (:data:`SUM_LANES` per row) from which the scores are the
+   row means, as in the other strategies;
 4. for the loss, the same tile also forms the gradient of the plane's map
-   sum in its inputs: the rule of
-   :func:`~jax_scc._src.definition.counted_sum_gradient` (centred on each
-   window's centre pixel) over a wider halo, the high-pass's transpose
+   sum in its inputs over a wider halo: the rule of
+   :func:`~jax_scc._src.definition.band_gradient`, its sums over windows
+   separable and centred (:func:`~jax_scc._src.moments.sum_over_windows_valid`),
+   the high-pass's transpose
    (:func:`~jax_scc._src.highpass.high_pass_transpose_taps`) and the
    reflection's (:func:`_fold`), and writes it to a gradient plane.
 
+A kernel's cost is its shifted copies of values (the TPU rotates vector
+registers through its cross-lane unit), so those forms keep them few, and the
+tiles are large: by the v6e compiler's schedule, 0.54 cycles per pixel for
+the forward and 1.0 for the value and gradient (``accel_compile.py``,
+``cycles/px``).
+
 They cover the plain forward (scores and map) and the scores' gradients in
-float32, planes at least :data:`MIN_WIDTH` wide, windows up to :data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO`,
-planes of any height whose rows fit the VMEM budget in bands of 16
-(:func:`vmem_budget`), and for the gradient filters that reflect one pixel
-at most (3 x 3 and smaller); everything else
-(masks, image extents, the map's tangent) runs the whole-graph strategy.
+float32, planes at least :data:`MIN_WIDTH` wide and of any height (in bands
+of rows where a plane exceeds the VMEM budget, :func:`vmem_budget`), windows
+up to :data:`~jax_scc._src.execution.whole.WINDOW_2D_UP_TO`, and for the
+gradient filters that reflect one pixel at most (3 x 3 and smaller);
+everything else (masks, image extents, the map's tangent) runs the
+whole-graph strategy.
 Mosaic compiles them on a machine with no TPU (deviceless,
 ``benchmarks/accel_compile.py``), and ``interpret=True`` runs them on the CPU,
 which is how the tests check them.
@@ -62,7 +70,7 @@ from jax_scc._src.moments import window_padding
 # whole graph on TPU: see execution._kernels).
 pltpu.CompilerParams, pltpu.VMEM, pl.CostEstimate  # noqa: B018
 
-#: A tile of the map and of the gradient (rows, lanes): 8 x 2 vector
+#: A tile of the map and of the gradient (rows, lanes): 4 x 2 vector
 #: registers. Each tile recomputes its halo, and each shifted copy of a value
 #: costs the TPU's cross-lane unit (its scarce resource here), so large tiles
 #: pay off: by the v6e compiler's schedule, 0.54 cycles per pixel for the
