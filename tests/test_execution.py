@@ -12,7 +12,7 @@ import pytest
 import jax_scc
 import reference as ref
 from images import photo, quantize, structured_pair
-from jax_scc._src import definition, execution
+from jax_scc._src import definition, execution, moments
 from jax_scc._src.config import make_config
 from jax_scc._src.execution import chunked, kernel, whole
 from jax_scc._src.execution.fusion import materialise
@@ -302,6 +302,17 @@ def test_tpu_kernel_covers_the_plain_forward_and_loss():
     assert not kernel.applies(config, (1, 1, 64, 2**20), jnp.float32, scores)  # too wide for a band
     five = make_config(np.ones((5, 5)) - 25 * np.eye(5)[2:3].T @ np.eye(5)[2:3])
     assert kernel.applies(five, shape, jnp.float32, scores) and not kernel.applies(five, shape, jnp.float32, grad)
+
+
+def test_window_rows_form_is_the_levels_form():
+    """The window's "rows" form (each row's segments once: the TPU kernels')
+    gives the "levels" form's numbers to the bit (the same operations per
+    window, in another order of evaluation)."""
+    p, t = (np.asarray(x, np.float32) for x in structured_pair((2, 1, 40, 50), seed=7))
+    for w in (2, 3, 8):
+        levels, rows = (jax.jit(lambda p, t, f=f: moments.window_2d(p, t, w, f))(p, t) for f in ("levels", "rows"))
+        for a, b in zip(levels, rows):
+            np.testing.assert_array_equal(a, b, err_msg=str(w))
 
 
 @pytest.mark.parametrize("w", [3, 17])
