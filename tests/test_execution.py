@@ -50,6 +50,13 @@ def test_the_program_follows_the_platform_it_is_compiled_for():
     assert "tpu_custom_call" in lowered("tpu")
     tangent = jax.jit(lambda p, t: jax.jvp(lambda p: jax_scc.scc_map(p, t), (p,), (t,)))
     assert "tpu_custom_call" not in jax.export.export(tangent, platforms=["tpu"])(x, x).mlir_module()
+    # Second order differentiates every platform's first derivative: TPU's is
+    # its whole graph there (JAX cannot differentiate a kernel), and it runs here.
+    p = jnp.asarray(np.random.default_rng(0).random((1, 1, 16, 130), np.float32))
+    grad = jax.grad(lambda p: jax_scc.spatial_correlation_coefficient(p, 0.5 * p + jnp.sin(p)))
+    hvp = jax.jit(lambda p, v: jax.jvp(grad, (p,), (v,))[1])
+    assert np.all(np.isfinite(hvp(p, jnp.ones_like(p))))
+    assert "stablehlo.while" not in jax.export.export(hvp, platforms=["tpu"])(p, p).mlir_module()
     both = lowered("cpu", "cuda")
     assert "stablehlo.while" in both and "stablehlo.case" in both
 

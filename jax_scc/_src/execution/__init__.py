@@ -168,10 +168,13 @@ def _staged(config: Config, output: str, wanted: Tuple[bool, bool], *args) -> Li
     (``lax.platform_dependent``; platforms that share a strategy share a
     branch). Every branch is traced: used where JAX must see the computation,
     to transpose the map's tangent and to differentiate :data:`scc_p` itself
-    (second and higher derivatives)."""
+    (second and higher derivatives), so TPU's branch is its whole graph, not
+    the Pallas kernels, which JAX cannot differentiate."""
     branches, by_strategy = {}, {}
     for platform in _PLATFORMS:
         s = strategy(config, platform)
+        if s.name == "kernel":  # Pallas kernels have no derivative: the whole graph
+            s = s._replace(name="whole")
         if s not in by_strategy:
             by_strategy[s] = functools.partial(_compute, s, config, output, wanted)
         branches[platform] = by_strategy[s]
