@@ -307,9 +307,11 @@ def _fold(x: jax.Array, first, size: int, before: int, after: int, n: int, axis:
 def _tile_gradient(xp: jax.Array, xt: jax.Array, r0, c0, g: _Geometry, config: Config, wanted: Tuple[bool, bool]):
     """For the tile whose first pixel is ``(r0, c0)``: its SCC map, and the
     gradient of the plane's map sum in its pixels of ``preds`` and/or
-    ``target`` (where ``wanted``), each :data:`GRADIENT_TILE`; from the inputs with
-    their halo (``g.halo``). The rule of :func:`~jax_scc._src.definition.counted_sum_gradient`
-    on the tile's halo, then the high-pass's transpose and its reflection's."""
+    ``target`` (where ``wanted``), each :data:`GRADIENT_TILE`; from the inputs
+    with their halo (``g.halo``). The rule of
+    :func:`~jax_scc._src.definition.band_gradient` on the tile's halo (its sums
+    over windows separable and centred), then the high-pass's transpose and
+    its reflection's."""
     hp_filter = highpass.normalised(config.hp_filter)
     kh, kw = len(hp_filter), len(hp_filter[0])
     w = config.window_size
