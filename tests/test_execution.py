@@ -195,7 +195,6 @@ def small_tiles(monkeypatch):
     """Makes the TPU kernels cut small images into many tiles (8 x 128), so
     that tile borders in both directions are crossed."""
     monkeypatch.setattr(kernel, "TILE", (8, 128))
-    monkeypatch.setattr(kernel, "GRADIENT_TILE", (8, 128))
 
 
 def test_tpu_kernel_computes_the_definition(small_tiles):

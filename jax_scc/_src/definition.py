@@ -491,17 +491,6 @@ def gradient_fields(planes: Planes, keep: Optional[jax.Array], config: Config, w
     return window_fields(planes.window, planes.scc, keep, w * w, wanted)
 
 
-def high_passed_gradient(own, other, a_views, b_views, own_views, other_views, e_sum) -> jax.Array:
-    """The gradient of the counted map sum in the high-passed ``own`` image at
-    each pixel ``q`` (``other``: the other image, both at ``q``):
-    ``sum_c a_c (other_q - other_c) - b_c (own_q - own_c) + e_c`` over the
-    windows ``c`` that hold ``q``, given each field's and image's values at
-    those windows' centres as views (one per window, in the same order) and
-    the ``e`` terms already summed (:class:`GradientFields`)."""
-    terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(a_views, b_views, other_views, own_views)]
-    return sum(terms[1:], terms[0]) + e_sum
-
-
 def counted_sum_gradient(
     planes: Planes, fields: GradientFields, config: Config
 ) -> Tuple[Optional[jax.Array], Optional[jax.Array]]:
@@ -533,7 +522,9 @@ def counted_sum_gradient(
         return lax.reduce_window(padded, 0.0, lax.add, dims, (1,) * x.ndim, "VALID")
 
     def gradient(own, other, b, e):
-        g_hp = high_passed_gradient(own, other, taps(fields.a), taps(b), taps(own), taps(other), box_sum(e))
+        # sum_c a_c (other_q - other_c) - b_c (own_q - own_c), plus sum_c e_c
+        terms = [ac * (other - oc) - bc * (own - wc) for ac, bc, oc, wc in zip(taps(fields.a), taps(b), taps(other), taps(own))]
+        g_hp = sum(terms[1:], terms[0]) + box_sum(e)
         (g,) = jax.linear_transpose(lambda x: _high_pass_linear(x, config.hp_filter), own)(g_hp)
         if planes.missing is not None:
             g = jnp.where(planes.missing, jnp.zeros_like(g), g)

@@ -105,19 +105,13 @@ def _dyadic_scale(hp_filter: Filter) -> Optional[int]:
 
 
 def _filter_taps(
-    xp: jax.Array,
-    hp_filter: Filter,
-    weight_scale: float,
-    part: Optional[Callable[[jax.Array], jax.Array]] = None,
-    views: Optional[Dict[Tuple[int, int], jax.Array]] = None,
+    xp: jax.Array, hp_filter: Filter, weight_scale: float, part: Optional[Callable[[jax.Array], jax.Array]] = None
 ) -> jax.Array:
     """``sum_k w_k * part(x_k)`` over the taps of the padded ``xp`` ("valid" output).
 
     Zero-sum filters are formed as ``sum_k w_k (part(x_k) - part(x_centre))``,
     which is exactly 0 wherever the taps are equal. ``part`` (default: the
-    identity) maps each tap, an output-shaped slice of ``xp``, to what is
-    summed; ``views`` holds those slices by offset where the caller has cut
-    them already (a kernel pays for each cut).
+    identity) maps each tap, an output-shaped slice of ``xp``, to what is summed.
     """
     kh, kw = len(hp_filter), len(hp_filter[0])
     h, w = xp.shape[-2] - (kh - 1), xp.shape[-1] - (kw - 1)
@@ -125,7 +119,7 @@ def _filter_taps(
     zero_sum = math.fsum(v for row in hp_filter for v in row) == 0.0
 
     def tap(a: int, b: int) -> jax.Array:
-        x = xp[..., a : a + h, b : b + w] if views is None else views[(a, b)]
+        x = xp[..., a : a + h, b : b + w]
         return x if part is None else part(x)
 
     centre = tap(a0, b0)
@@ -267,10 +261,9 @@ def taps_local_grid(xp: jax.Array, hp_filter: Filter) -> jax.Array:
     # filters subtract from each tap (see _filter_taps).
     taps = {t for offsets in _taps_by_weight(hp_filter).values() for t in offsets}
     taps.add((hp_padding(kh)[0], hp_padding(kw)[0]))
-    views = {(a, b): xp[..., a : a + h, b : b + w] for (a, b) in sorted(taps)}  # each cut once
     peak = None
-    for v in views.values():
-        v = jnp.abs(v)
+    for (a, b) in sorted(taps):
+        v = jnp.abs(xp[..., a : a + h, b : b + w])
         v = jnp.where(v <= largest, v, jnp.zeros_like(v))  # finite only (NaN <= x is False)
         peak = v if peak is None else jnp.maximum(peak, v)
     # The same headroom as grid_scale: sigma = 2**(e + headroom) with peak < 2**e.
@@ -281,8 +274,8 @@ def taps_local_grid(xp: jax.Array, hp_filter: Filter) -> jax.Array:
     def grid_part(v: jax.Array) -> jax.Array:
         return lax.stop_gradient((v + sigma) - sigma)
 
-    exact = _filter_taps(xp, hp_filter, 2.0**scale, grid_part, views)
-    rest = _filter_taps(xp, hp_filter, 2.0**scale, lambda v: v - grid_part(v), views)
+    exact = _filter_taps(xp, hp_filter, 2.0**scale, grid_part)
+    rest = _filter_taps(xp, hp_filter, 2.0**scale, lambda v: v - grid_part(v))
     return (exact + rest) * jnp.asarray(2.0 * 2.0**-scale, xp.dtype)
 
 

@@ -483,9 +483,10 @@ def window_2d_padded(pp: jax.Array, tp: jax.Array, w: int, form: str = "levels")
         zeros = (pp - pp) + (tp - tp)
         return CentredWindow(zeros, zeros, zeros, zeros, zeros)
     before, _ = window_padding(w)
-    taps_p, taps_t = _views(pp, w), _views(tp, w)
-    p, t = taps_p[before][before], taps_t[before][before]
+    if form != "rows":
+        taps_p, taps_t = _views(pp, w), _views(tp, w)
     if form == "two_pass":
+        p, t = taps_p[before][before], taps_t[before][before]
         devs_p = [x - p for row in taps_p for x in row]
         devs_t = [x - t for row in taps_t for x in row]
         inv = jnp.asarray(1.0 / (w * w), p.dtype)
@@ -494,6 +495,7 @@ def window_2d_padded(pp: jax.Array, tp: jax.Array, w: int, form: str = "levels")
         return CentredWindow(
             dp, dt, sum(x * x for x in ep) * inv, sum(x * x for x in et) * inv, sum(a * b for a, b in zip(ep, et)) * inv
         )
+
     def segment(row_p: List[jax.Array], row_t: List[jax.Array]):  # the w values of a row segment
         cp, ct = row_p[before], row_t[before]
         devs_p = [x - cp for b, x in enumerate(row_p) if b != before]
@@ -515,8 +517,8 @@ def window_2d_padded(pp: jax.Array, tp: jax.Array, w: int, form: str = "levels")
     means_p = [(cp - centre_p) + dp for cp, _, dp, *_ in segments]
     means_t = [(ct - centre_t) + dt for _, ct, _, dt, *_ in segments]
     dp, dt, bpp, btt, bpt = _one_pass(means_p, means_t, w)
-    weight = jnp.asarray(float(w), p.dtype)
-    inv = jnp.asarray(1.0 / (w * w), p.dtype)
+    weight = jnp.asarray(float(w), pp.dtype)
+    inv = jnp.asarray(1.0 / (w * w), pp.dtype)
 
     def total(k: int, between: jax.Array) -> jax.Array:
         return (sum(s[k] for s in segments) + weight * between) * inv

@@ -77,7 +77,6 @@ pltpu.CompilerParams, pltpu.VMEM, pl.CostEstimate  # noqa: B018
 #: forward and 1.0 for the value and gradient, against 1.27 and 2.85 in
 #: 8 x 128 tiles (``benchmarks/results/accel-compile-kernel.md``).
 TILE = (32, 256)
-GRADIENT_TILE = TILE
 #: Lanes of the per-row partial sums the scores are made from.
 SUM_LANES = 128
 #: Narrower planes run the whole graph: a plane fills the lanes of its rows
@@ -141,9 +140,8 @@ class _Geometry:
         (self.hp_top, self.hp_bottom), (self.hp_left, self.hp_right) = hp_padding(kh), hp_padding(kw)
         self.before, self.after = window_padding(w)
         self.h, self.w_img = h, w_img
-        tile = GRADIENT_TILE if job.output == "gradient" else TILE
         # No larger than the plane needs (in whole vector registers).
-        self.tile = tile = (min(tile[0], _ceil(h, 8)), min(tile[1], _ceil(w_img, 128)))
+        self.tile = tile = (min(TILE[0], _ceil(h, 8)), min(TILE[1], _ceil(w_img, 128)))
         self.job = job
         if job.output == "gradient":
             extra = (3 * (kh - 1) + 2 * (w - 1), 3 * (kw - 1) + 2 * (w - 1))
@@ -158,25 +156,20 @@ class _Geometry:
         self.margin = _ceil(max(self.top, self.below, 1), 8)
         self.halo = (tile[0] + extra[0], tile[1] + extra[1])
         self.cols = _ceil(w_img, tile[1])
-        self._set_band(_ceil(h, tile[0]) if band is None else band)
-        budget = vmem_budget()
-        if band is None and self.vmem_bytes() > budget:
+        if band is None:
+            band = _ceil(h, tile[0])  # the whole plane, or the tallest band that fits
+            budget = vmem_budget()
             unit = math.lcm(tile[0], self.margin)  # whole tiles, and whole margin blocks
-            fits = [b for b in range(unit, _ceil(h, unit), unit) if self._with_band(b).vmem_bytes() <= budget]
-            if fits:
-                self._set_band(fits[-1])
+            while band > unit and self._set_band(band).vmem_bytes() > budget:
+                band = _ceil(band, unit) - unit
+        self._set_band(band)
 
-    def _set_band(self, band: int) -> None:
+    def _set_band(self, band: int) -> "_Geometry":
         self.band = band  # rows of tiles per grid step
         self.bands = -(-self.h // band)
         self.aligned = self.cols == self.w_img and (self.bands > 1 or band == self.h)
         self.scratch = (_ceil(band + self.extra[0], 8), _ceil(self.cols + self.extra[1], 128))
-
-    def _with_band(self, band: int) -> "_Geometry":
-        g = object.__new__(_Geometry)
-        g.__dict__.update(self.__dict__)
-        g._set_band(band)
-        return g
+        return self
 
     def vmem_bytes(self) -> int:
         width = _ceil(self.w_img, 128) * 4
@@ -307,7 +300,7 @@ def _fold(x: jax.Array, first, size: int, before: int, after: int, n: int, axis:
 def _tile_gradient(xp: jax.Array, xt: jax.Array, r0, c0, g: _Geometry, config: Config, wanted: Tuple[bool, bool]):
     """For the tile whose first pixel is ``(r0, c0)``: its SCC map, and the
     gradient of the plane's map sum in its pixels of ``preds`` and/or
-    ``target`` (where ``wanted``), each :data:`GRADIENT_TILE`; from the inputs
+    ``target`` (where ``wanted``), each :data:`TILE`; from the inputs
     with their halo (``g.halo``). The rule of
     :func:`~jax_scc._src.definition.band_gradient` on the tile's halo (its sums
     over windows separable and centred), then the high-pass's transpose and
@@ -349,7 +342,11 @@ def flops_per_pixel(config: Config, job: Job = Job("scores")) -> float:
     """Element operations per pixel of one tile's computation (the kernel's
     compute, which the compiler's cost analysis does not see): counted on the
     traced tile function, halo included."""
-    tile = GRADIENT_TILE if job.output == "gradient" else TILE
+    return _flops_per_pixel(config, job, TILE)
+
+
+@functools.lru_cache(maxsize=None)
+def _flops_per_pixel(config: Config, job: Job, tile: Tuple[int, int]) -> float:  # traced once per kind of tile
     g = _Geometry(*tile, config, job, band=tile[0])  # one tile's plane: the tile's own work
     x = jax.ShapeDtypeStruct(g.halo, jnp.float32)
     if job.output == "gradient":
