@@ -15,7 +15,7 @@ from images import photo, quantize, structured_pair
 from jax_scc._src import definition, execution, moments
 from jax_scc._src.config import make_config
 from jax_scc._src.execution import chunked, kernel, whole
-from jax_scc._src.execution.fusion import materialise
+from jax_scc._src.execution.fusion import stage
 from jax_scc._src.moments import local_moments
 
 
@@ -336,16 +336,21 @@ def test_pairing_methods_agree_to_rounding_on_moments(w):
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the chunk walk runs on CPU")
-def test_fusion_barrier_is_the_identity_and_survives_compilation():
-    """materialise returns its input (gradient included), and XLA keeps it in
-    the compiled walk: without it the high-pass is fused into every window
+def test_fusion_barrier_computes_its_function_and_survives_compilation():
+    """stage(fn, x) is fn(x) (gradient and vmap included), and XLA keeps it in
+    the compiled walk, even where its operand's corner is a known zero (a
+    padded operand): without it the high-pass is fused into every window
     tap (1.5x slower on batches of 512 x 512 planes)."""
-    x = jnp.arange(6.0).reshape(2, 3)
-    np.testing.assert_array_equal(np.asarray(jax.jit(materialise)(x)), np.asarray(x))
-    np.testing.assert_array_equal(np.asarray(jax.grad(lambda v: materialise(v * v).sum())(x)), 2 * np.asarray(x))
+    x = jnp.arange(6.0).reshape(2, 3) + 1
+    fn = lambda v: jnp.pad(v * v, 1)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda v: stage(fn, v))(x)), np.asarray(fn(x)))
+    np.testing.assert_array_equal(np.asarray(jax.grad(lambda v: stage(fn, v).sum())(x)), 2 * np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda v: stage(fn, v))(x)), np.asarray(jax.vmap(fn)(x)))
+    padded = jax.jit(lambda v: stage(lambda u: u * 2, jnp.pad(v, 1)) + 1).lower(x).compile().as_text()
+    assert "conditional(" in padded
     shape = jax.ShapeDtypeStruct((4, 1, 512, 512), jnp.float32)
-    hlo = jax.jit(jax_scc.spatial_correlation_coefficient).lower(shape, shape).compile().as_text()
-    assert "conditional(" in hlo
+    for fn in (jax_scc.spatial_correlation_coefficient, jax.grad(jax_scc.spatial_correlation_coefficient)):
+        assert "conditional(" in jax.jit(fn).lower(shape, shape).compile().as_text()
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the chunk walk runs on CPU")

@@ -27,10 +27,10 @@ def _photograph_pairs():
     return p, t
 
 
-def _float64_gradients(p, t, window_size, weights):
+def _float64_gradients(p, t, window_size, weights, hp_filter=ref.LAPLACIAN):
     """Gradients of sum(weights * scores) of the float64 definition (autodiff)."""
     with jax.enable_x64(True):
-        f = lambda a, b: jnp.sum(jnp.asarray(weights, jnp.float64) * ref.scc_scores_jax(a, b, window_size=window_size))
+        f = lambda a, b: jnp.sum(jnp.asarray(weights, jnp.float64) * ref.scc_scores_jax(a, b, hp_filter, window_size))
         grads = jax.jit(jax.grad(f, argnums=(0, 1)))(jnp.asarray(p, jnp.float64), jnp.asarray(t, jnp.float64))
         return [np.asarray(g) for g in grads]
 
@@ -59,6 +59,40 @@ def test_gradients_match_float64_autodiff_on_photographs(window_size):
     flat = np.full_like(p[:2], 0.5)
     g = jax.grad(lambda a: jax_scc.spatial_correlation_coefficient(a, t[:2], None, window_size))(flat)
     assert np.all(np.asarray(g) == 0)
+
+
+@pytest.mark.parametrize(
+    "hp_filter",
+    [((1.0, -1.0),), ((1.0,), (-1.0,)), ((0.5, -1.0, 0.25), (1.0, 0.0, -2.0), (0.0, 1.5, -0.5), (-1.0, 0.5, 0.75))],
+    ids=["1x2", "2x1", "4x3"],
+)
+def test_gradients_through_other_filters_match_float64_autodiff(hp_filter):
+    """Filters whose reflection is uneven, wider than tall and taller than
+    wide (the high-pass's transpose reads a border of a different width on
+    each axis), at an even window (w = 4: its padding uneven too), on CPU's
+    walk: within 1e-5 of the largest gradient."""
+    p, t = _photograph_pairs()
+    p, t = p[[2, 6, 9]], t[[2, 6, 9]]
+    weights = np.array([1.0, 0.5, 2.0], np.float32)
+    f = lambda a, b: jnp.sum(weights * jax_scc.spatial_correlation_coefficient(a, b, hp_filter, 4, "none"))
+    ours = jax.jit(jax.grad(f, argnums=(0, 1)))(p, t)
+    for g, expected in zip(ours, _float64_gradients(p, t, 4, weights, np.asarray(hp_filter))):
+        assert np.abs(np.asarray(g, np.float64) - expected).max() <= GRAD_TOL * np.abs(expected).max()
+
+
+def test_reflection_transpose_is_autodiffs():
+    """reflect_pad_transpose (the reflection's derivative, formed by position)
+    is the transpose JAX derives, for every split of the padding."""
+    from jax_scc._src import highpass
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 6)), jnp.float32)
+    for before, after in [(1, 1), (0, 2), (2, 0), (2, 3)]:
+        for axis in (1, 2):
+            padded = highpass.reflect_pad(x, before, after, axis)
+            g = jnp.asarray(np.random.default_rng(1).normal(size=padded.shape), jnp.float32)
+            (expected,) = jax.linear_transpose(lambda v: highpass.reflect_pad(v, before, after, axis), x)(g)
+            got = highpass.reflect_pad_transpose(g, before, after, axis)
+            np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6, err_msg=f"{before, after, axis}")
 
 
 def test_accelerator_rule_matches_float64_autodiff_on_photographs():

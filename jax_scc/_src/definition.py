@@ -21,6 +21,7 @@ runs on.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
@@ -29,7 +30,7 @@ from jax import lax
 
 from jax_scc._src import highpass, moments
 from jax_scc._src.config import Config
-from jax_scc._src.highpass import hp_padding, reflect_pad
+from jax_scc._src.highpass import hp_padding, reflect_pad, reflect_pad_transpose
 from jax_scc._src.moments import Moments, window_padding
 
 def scc_from_moments(m: Moments) -> jax.Array:
@@ -55,6 +56,20 @@ def halo(config: Config) -> Tuple[int, int]:
     hp_top, hp_bottom = hp_padding(len(config.hp_filter))
     win_top, win_bottom = window_padding(config.window_size)
     return hp_top + win_top, hp_bottom + win_bottom
+
+
+# Zero padding of the last two axes: ((before, after) rows, (before, after) columns).
+Padding = Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+def pad_spatial(x: jax.Array, rows: Tuple[int, int], cols: Tuple[int, int]) -> jax.Array:
+    """``x`` with its last two axes zero padded: ``rows`` and ``cols`` as ``(before, after)``."""
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [rows, cols])
+
+
+def inline(fn, *args):
+    """The default ``stage`` of :func:`band_gradient`: ``fn(*args)``, as is."""
+    return fn(*args)
 
 
 class Band(NamedTuple):
@@ -172,6 +187,12 @@ def high_pass(band: Band, config: Config, tangents: Optional[Tangents] = None) -
     )
 
 
+def padded_rows(hp: HighPassed, pad: Padding) -> HighPassed:
+    """``hp`` with its high-passed rows zero padded by ``pad``: held with the
+    padding the next passes read, instead of each making a padded copy."""
+    return hp._replace(preds=pad_spatial(hp.preds, *pad), target=pad_spatial(hp.target, *pad))
+
+
 def _map_pixels(hp: HighPassed, mom: Moments, config: Config) -> MapPixels:
     """The SCC map of a high-passed band from its windowed moments, and which
     of its pixels count."""
@@ -284,6 +305,15 @@ def extend_rows(x: jax.Array, config: Config) -> jax.Array:
     widths = [(0, 0)] * x.ndim
     widths[axis] = window_padding(config.window_size)  # read only by the window's zero rows
     return jnp.pad(x, widths)
+
+
+def extend_rows_transpose(g: jax.Array, config: Config) -> jax.Array:
+    """The transpose of :func:`extend_rows` (its derivative): a cotangent of a
+    band's rows to one of the whole planes."""
+    axis = g.ndim - 2
+    top, bottom = window_padding(config.window_size)
+    g = lax.slice_in_dim(g, top, g.shape[axis] - bottom, axis=axis)
+    return reflect_pad_transpose(g, *hp_padding(len(config.hp_filter)), axis)
 
 
 def whole_planes(p: jax.Array, t: jax.Array, config: Config, extents: Optional[jax.Array] = None) -> Band:
@@ -570,21 +600,57 @@ def planes_map_tangent(
 # --- the derivative of a band's counted map sum -----------------------------------
 
 
-def _high_pass_transpose(hp: HighPassed, g: jax.Array, config: Config) -> jax.Array:
+def _high_pass_transpose(hp: HighPassed, g: jax.Array, config: Config, bordered: bool) -> jax.Array:
     """The transpose of the high-pass of a band's rows (its derivative, the
     linear map ``x -> 2 * conv2d(x)``): a cotangent of the high-passed rows
     ``(..., r + w - 1, W)`` to one of the band's input rows (:class:`Band`),
-    0 at missing pixels under ``ignore_nans``."""
+    0 at missing pixels under ``ignore_nans``.
+
+    ``bordered``: ``g`` comes with the ``kh - 1`` rows and ``kw - 1``
+    columns on either side that the transposed filter reads (their values
+    dropped), and the reflection's transpose is formed by position in the
+    same pass (for the staged CPU walk, where a pad or autodiff's transpose
+    of the reflection would each be a pass of their own; XLA for TPU makes
+    more bytes of the positions). Otherwise ``g`` is padded here.
+    """
     hp_filter = highpass.normalised(config.hp_filter)
-    inside = hp.inside.reshape((1,) * (g.ndim - hp.inside.ndim) + hp.inside.shape)
-    g = highpass.high_pass_valid_transpose(jnp.where(inside, g, jnp.zeros_like(g)), hp_filter)
-    shape = g.shape[:-1] + (g.shape[-1] - (len(hp_filter[0]) - 1),)  # the columns before padding
-    (g,) = jax.linear_transpose(
-        lambda x: highpass.pad_for_high_pass(x, hp_filter, rows=False), jax.ShapeDtypeStruct(shape, g.dtype)
-    )(g)
+    eh, ew = len(hp_filter) - 1, len(hp_filter[0]) - 1
+    bh, bw = (eh, ew) if bordered else (0, 0)
+    # The border and the image's outside are no high-pass outputs (the
+    # window reads zeros there): their cotangent is dropped. (The columns by
+    # position: a padded mask would cost the pass its vector loop.)
+    inside = pad_spatial(hp.inside, (bh, bh), (bw, bw) if hp.inside.shape[-1] > 1 else (0, 0))
+    inside = inside.reshape((1,) * (g.ndim - inside.ndim) + inside.shape)
+    if bw:
+        column = lax.broadcasted_iota(jnp.int32, (1,) * (g.ndim - 1) + g.shape[-1:], g.ndim - 1)
+        inside = inside & (column >= bw) & (column < g.shape[-1] - bw)
+    g = pad_spatial(jnp.where(inside, g, jnp.zeros_like(g)), (eh - bh,) * 2, (ew - bw,) * 2)
+    g = highpass.high_pass_transpose_taps(g, hp_filter)
+    if bordered:
+        g = highpass.reflect_pad_transpose(g, *hp_padding(len(hp_filter[0])), axis=g.ndim - 1)
+    else:
+        (g,) = jax.linear_transpose(
+            lambda x: highpass.pad_for_high_pass(x, hp_filter, rows=False),
+            jax.ShapeDtypeStruct(g.shape[:-1] + (g.shape[-1] - ew,), g.dtype),
+        )(g)
     if hp.missing is not None:
         g = jnp.where(hp.missing, jnp.zeros_like(g), g)
     return g
+
+
+def reframe(x: jax.Array, have: Padding, want: Padding) -> jax.Array:
+    """``x``, given with the padding ``have`` of its last two axes (rows,
+    columns: ``(before, after)`` each), with the padding ``want`` instead
+    (zeros where it is wider, cut where it is narrower; a negative width cuts
+    into the unpadded part)."""
+    for axis, (hb, ha), (wb, wa) in zip((x.ndim - 2, x.ndim - 1), have, want):
+        lo, hi = hb - wb, ha - wa  # cut where positive, pad where negative
+        x = lax.slice_in_dim(x, max(lo, 0), x.shape[axis] - max(hi, 0), axis=axis)
+        if lo < 0 or hi < 0:
+            widths = [(0, 0)] * x.ndim
+            widths[axis] = (max(-lo, 0), max(-hi, 0))
+            x = jnp.pad(x, widths)
+    return x
 
 
 def band_gradient(
@@ -594,7 +660,8 @@ def band_gradient(
     *,
     pairing: str = "slices",
     rows: Optional[jax.Array] = None,
-    boundary=lambda x: x,
+    stage=inline,
+    padded: bool = False,
 ) -> Tuple[MapPixels, Tuple[Optional[jax.Array], Optional[jax.Array]]]:
     """The SCC map of a band (and which pixels count), and the gradient of
     the sum of its counted map pixels in the band's ``preds`` and/or
@@ -618,35 +685,60 @@ def band_gradient(
       pairing: how the window moments are formed (:func:`window_map`).
       rows: bool, broadcastable to the map band ``(..., r, W)``: the map
         pixels summed (with those that count), or ``None`` for all.
-      boundary: applied to the intermediate results that several passes
-        read (an execution strategy's fusion barrier; identity by default).
+      stage: ``stage(fn, *args)`` returns ``fn(*args)``, computed as the
+        execution strategy wants the results that several passes read (its
+        fusion barrier: operands and results in memory); by default as is.
+      padded: the staged results hold the zero padding that every pass
+        reading them needs (for a strategy whose stages are in memory: a pad
+        at each reader would be a copy; a compiler that fuses pads into
+        their readers moves fewer bytes without); the windows' transpose is
+        then formed with the border the high-pass's transpose reads.
 
     Returns:
       :class:`MapPixels` ``(..., r, W)`` and the two gradients, shaped like
       the band's rows (``None`` where not wanted).
     """
     w = config.window_size
-    hp = high_pass(band, config)
-    p, t = boundary((hp.preds, hp.target))
-    hp = hp._replace(preds=p, target=t)
-    mom = boundary(moments.local_moments(p, t, w, pairing=pairing, rows_padded=True))
+    before, after = window_padding(w)
+    # The windows' transpose reads each value and field at the centres of
+    # the windows that reach its output, (after, before) more rows and
+    # columns than it writes (:func:`~jax_scc._src.moments.sum_over_windows`).
+    if padded:
+        # Its output gains the border the high-pass's transpose reads, and
+        # its columns the window's padding (before, before): the output gains
+        # before - after columns at the start (dropped below), and the high-
+        # passed rows are held once with the padding of every pass.
+        bh, bw = len(config.hp_filter) - 1, len(config.hp_filter[0]) - 1
+        sow = ((after + bh, before + bh), (before + bw, before + bw))
+        stored, extra = sow, before - after
+    else:  # the columns padded by the row pass (fused into it)
+        bw, sow, stored, extra = 0, ((after, before), (0, 0)), ((0, 0), (0, 0)), 0
+    hp = stage(functools.partial(padded_rows, pad=stored), high_pass(band, config))
+    # The window's: the rows as high-passed, the columns padded (before, after).
+    p, t = (reframe(x, stored, ((0, 0), (before, after))) for x in (hp.preds, hp.target))
+    # In memory (a copy: computing the fields in a stage of their own, with
+    # the moments its operands, is slower).
+    mom = stage(lambda m: m, moments.local_moments(p, t, w, pairing=pairing, rows_padded=True, columns_padded=True))
     pixels = _map_pixels(hp, mom, config)
     keep = pixels.keep
     if rows is not None:
         keep = rows if keep is None else keep & rows
-    before, _ = window_padding(w)
-    r = mom.mp.shape[-2]
-    centre = lambda x: lax.slice_in_dim(x, before, before + r, axis=x.ndim - 2)  # noqa: E731
-    window = moments.CentredWindow(mom.mp - centre(p), mom.mt - centre(t), mom.vp, mom.vt, mom.cov)
-    fields = boundary(window_fields(window, pixels.map, keep, w * w, wanted))
-    # The fields at the windows' centres, in the high-passed rows (no window
-    # is centred in the halo rows).
-    widths = [(0, 0)] * (p.ndim - 2) + [window_padding(w), (0, 0)]
-    a, b_p, b_t, e_p, e_t = (None if x is None else jnp.pad(x, widths) for x in fields)
+    centre = lambda x: reframe(x, stored, ((-before, -after), (0, 0)))  # noqa: E731
+    window = moments.CentredWindow(mom.mp - centre(hp.preds), mom.mt - centre(hp.target), mom.vp, mom.vt, mom.cov)
+    # The fields at the same centres as the values (the map's rows are the
+    # high-passed rows' without the window's halo): 0 where no window is centred.
+    fields = window_fields(window, pixels.map, keep, w * w, wanted)
+    at_centres = ((sow[0][0] + before, sow[0][1] + after), sow[1])
+    a, b_p, b_t, e_p, e_t = stage(
+        lambda f: GradientFields(*(None if x is None else pad_spatial(x, *at_centres) for x in f)), fields
+    )
+    pv, tv = (reframe(x, stored, sow) for x in (hp.preds, hp.target))
     sums = {}
     if b_p is not None:
-        sums["p"] = ([(a, t), (-b_p, p)], e_p)
+        sums["p"] = ([(a, tv), (b_p, pv, -1)], e_p)
     if b_t is not None:
-        sums["t"] = ([(a, p), (-b_t, t)], e_t)
-    grads = dict(zip(sums, moments.sum_over_windows(list(sums.values()), w, boundary)))
-    return pixels, tuple(None if k not in grads else _high_pass_transpose(hp, grads[k], config) for k in "pt")
+        sums["t"] = ([(a, pv), (b_t, tv, -1)], e_t)
+    grads = moments.sum_over_windows(list(sums.values()), w, stage, columns_padded=padded)
+    width = p.shape[-1] - (w - 1) + 2 * bw  # the columns and the border's
+    grads = dict(zip(sums, (lax.slice_in_dim(g, extra, extra + width, axis=g.ndim - 1) for g in grads)))
+    return pixels, tuple(None if k not in grads else _high_pass_transpose(hp, grads[k], config, padded) for k in "pt")

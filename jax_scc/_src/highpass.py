@@ -70,6 +70,26 @@ def reflect_pad(x: jax.Array, before: int, after: int, axis: int) -> jax.Array:
     return lax.concatenate(parts, axis)
 
 
+def reflect_pad_transpose(g: jax.Array, before: int, after: int, axis: int) -> jax.Array:
+    """The transpose of :func:`reflect_pad` (its derivative): a cotangent of
+    the padded axis to one of the unpadded, each reflected position's value
+    added to the position it copies. One elementwise pass (the edge values
+    selected by position), where autodiff's transpose pads every edge slice
+    to the whole axis and adds them up."""
+    n = g.shape[axis] - before - after
+    out = lax.slice_in_dim(g, before, before + n, axis=axis)
+    if not (before or after):
+        return out
+    at = lax.broadcasted_iota(jnp.int32, out.shape, axis)
+    zero = jnp.zeros_like(out)
+    edge = lambda k: lax.slice_in_dim(g, k, k + 1, axis=axis)  # noqa: E731
+    for j in range(before):  # padded position j holds position before - 1 - j
+        out = out + jnp.where(at == before - 1 - j, edge(j), zero)
+    for j in range(after):  # padded position before + n + j holds position n - 1 - j
+        out = out + jnp.where(at == n - 1 - j, edge(before + n + j), zero)
+    return out
+
+
 def normalised(hp_filter: Filter) -> Filter:
     """``hp_filter`` times the power of two that brings its largest |weight| to [1, 2)."""
     peak = max(abs(v) for row in hp_filter for v in row)

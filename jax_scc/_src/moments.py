@@ -269,20 +269,27 @@ class Moments(NamedTuple):
     cov: jax.Array
 
 
-def _direct_rows(p: jax.Array, t: jax.Array, w: int):
+def _direct_rows(p: jax.Array, t: jax.Array, w: int, padded: bool = False):
     """The row pass of the direct formulation: each ``w``-wide row segment's
     statistics from its ``w`` values, centred on the segment's own centre pixel.
+    With ``padded`` the rows already hold the window's ``w - 1`` halo columns.
 
     Returns ``(cp, dp, ct, dt, mpp, mtt, mpt)``: the centre values ``c``, the
     mean's offset from them ``d`` (so the mean is ``c + d``, never rounded
     into one number) and the centred co-moment sums.
     """
     axis = p.ndim - 1
-    n = p.shape[axis]
-    widths = [(0, 0)] * p.ndim
-    widths[axis] = window_padding(w)
-    pp, tp = jnp.pad(p, widths), jnp.pad(t, widths)
+    if padded:
+        n = p.shape[axis] - (w - 1)
+        pp, tp = p, t
+    else:
+        n = p.shape[axis]
+        widths = [(0, 0)] * p.ndim
+        widths[axis] = window_padding(w)
+        pp, tp = jnp.pad(p, widths), jnp.pad(t, widths)
     cut = lambda x, k: lax.slice_in_dim(x, k, k + n, axis=axis)  # noqa: E731
+    before = window_padding(w)[0]
+    p, t = cut(pp, before), cut(tp, before)
     # Deviations from the centre pixel: exact where the values are close.
     devs_p = [cut(pp, k) - p for k in range(w)]
     devs_t = [cut(tp, k) - t for k in range(w)]
@@ -334,6 +341,7 @@ def local_moments(
     tangents: Optional[Tuple[Optional[jax.Array], Optional[jax.Array]]] = None,
     pairing: str = "slices",
     rows_padded: bool = False,
+    columns_padded: bool = False,
 ):
     """Local means, variances and covariance over zero-padded ``w x w`` windows.
 
@@ -351,11 +359,15 @@ def local_moments(
         to float32 rounding (tangents: slices).
       rows_padded: the rows already hold the window's ``w - 1`` halo rows
         (zeros outside the image): the output has ``w - 1`` fewer rows.
+      columns_padded: the columns hold their zero padding (ceil((w-1)/2)
+        before, floor((w-1)/2) after), given by the caller: a strategy that
+        keeps it in memory with the high-passed rows, instead of a padded
+        copy made for the pass.
 
     Returns:
-      :class:`Moments`, each of shape ``(..., H, W)`` (``H - w + 1`` rows with
-      ``rows_padded``), with the zero padding ceil((w-1)/2) before and
-      floor((w-1)/2) after counted as pixels. With ``tangents``, a pair: the
+      :class:`Moments`, each of shape ``(..., H, W)`` (``w - 1`` fewer rows
+      with ``rows_padded``, columns with ``columns_padded``), with the zero
+      padding ceil((w-1)/2) before and floor((w-1)/2) after counted as pixels. With ``tangents``, a pair: the
       moments and their tangents (a :class:`Moments`, ``None`` for exact zeros).
     """
     if w == 1:
@@ -369,12 +381,12 @@ def local_moments(
         pairing = "slices"
     inv = jnp.asarray(1.0 / (w * w), p.dtype)
     if pairing == "direct":
-        mp, mt, mpp, mtt, mpt = _direct_columns(_direct_rows(p, t, w), w, rows_padded)
+        mp, mt, mpp, mtt, mpt = _direct_columns(_direct_rows(p, t, w, columns_padded), w, rows_padded)
         return Moments(mp, mt, mpp * inv, mtt * inv, mpt * inv)
     double = _double_conv if pairing == "conv" else _double_slices
     leaves = _Block(p, t, None, None, None)
     tan = None if tangents is None else _Block(*tangents, None, None, None)
-    rows = _window_1d((leaves, tan), w, p.ndim - 1, 1, double, False)
+    rows = _window_1d((leaves, tan), w, p.ndim - 1, 1, double, columns_padded)
     win, d_win = _window_1d(rows, w, p.ndim - 2, w, double, rows_padded)
     out = Moments(win.mp, win.mt, win.mpp * inv, win.mtt * inv, win.mpt * inv)
     if tangents is None:
@@ -526,53 +538,55 @@ def window_2d_padded(pp: jax.Array, tp: jax.Array, w: int, form: str = "levels")
     return CentredWindow(dp, dt, total(4, bpp), total(5, btt), total(6, bpt))
 
 
+def _window_sums(a: jax.Array, w: int, axis: int) -> jax.Array:
+    """Along ``axis``, the sums of ``w`` consecutive values ("valid")."""
+    n = a.shape[axis] - (w - 1)
+    return sum(lax.slice_in_dim(a, k, k + n, axis=axis) for k in range(w))
+
+
 def _adjoint_1d(
-    weighted: Sequence[Tuple[jax.Array, jax.Array]], plain: jax.Array, w: int, axis: int
-) -> Tuple[List[jax.Array], jax.Array]:
-    """One axis of :func:`sum_over_windows`: at each position ``i`` along
-    ``axis``, over the ``w`` windows whose span holds it (those centred at
-    ``i - floor((w-1)/2) ... i + ceil((w-1)/2)``; positions outside the array
-    have no window), each weight's sum and
-    ``sum_c plain_c + sum_k weight_k,c * (value_k,i - value_k,c)``."""
-    before, after = window_padding(w)
-    widths = [(0, 0)] * plain.ndim
-    widths[axis] = (after, before)
-    padded = [(jnp.pad(a, widths), jnp.pad(v, widths), v) for a, v in weighted]
-    return _adjoint_1d_valid(padded, jnp.pad(plain, widths), w, axis)
-
-
-def _adjoint_1d_valid(
-    weighted: Sequence[Tuple[jax.Array, jax.Array, jax.Array]], plain: jax.Array, w: int, axis: int
-) -> Tuple[List[jax.Array], jax.Array]:
-    """:func:`_adjoint_1d` with the windows' fields given along ``axis`` at
-    every centre that reaches the output (``w - 1`` more positions: position
-    ``k`` is ``i - floor((w-1)/2) + k`` of output ``i = 0``): ``weighted`` as
-    ``(weight, value, value at the outputs)``."""
+    terms: Sequence[Tuple[jax.Array, jax.Array, jax.Array, int]], plain: jax.Array, w: int, axis: int
+) -> jax.Array:
+    """One axis of :func:`sum_over_windows`: at each output position ``i``
+    along ``axis``, over the ``w`` windows whose span holds it,
+    ``sum_c plain_c + sum_k sign_k weight_k,c * (value_k,i - value_k,c)``.
+    The fields are given along ``axis`` at every centre that reaches the
+    output (``w - 1`` more positions: position ``k`` is
+    ``i - floor((w-1)/2) + k`` of output ``i = 0``), ``terms`` as
+    ``(weight, value, value at the outputs, sign)``."""
     n = plain.shape[axis] - (w - 1)
     cut = lambda x, k: lax.slice_in_dim(x, k, k + n, axis=axis)  # noqa: E731
-    sums = [sum(cut(a, k) for k in range(w)) for a, _, _ in weighted]
+
+    def term(a, vp, v, sign, k):  # a negative sign turns the deviation round (no negated copy)
+        return cut(a, k) * ((v - cut(vp, k)) if sign > 0 else (cut(vp, k) - v))
+
     # Each deviation is between two values of one row (column), at most w - 1
     # apart: exact where they are close.
-    centred = sum(cut(plain, k) + sum(cut(a, k) * (v - cut(vp, k)) for a, vp, v in weighted) for k in range(w))
-    return sums, centred
+    return sum(cut(plain, k) + sum(term(*t, k) for t in terms) for k in range(w))
 
 
 def sum_over_windows(
-    sums: Sequence[Tuple[Sequence[Tuple[jax.Array, jax.Array]], jax.Array]],
+    sums: Sequence[Tuple[Sequence[Tuple[Any, ...]], jax.Array]],
     w: int,
-    boundary: Callable[[Any], Any] = lambda x: x,
+    stage: Callable[..., Any] = lambda fn, *args: fn(*args),
+    columns_padded: bool = True,
 ) -> List[jax.Array]:
     """For every pixel ``q`` of ``(..., H, W)`` planes, the sum over the
-    zero-padded ``w x w`` windows ``c`` that contain it of::
+    ``w x w`` windows ``c`` that contain it of::
 
-        plain_c + sum_k weight_k,c * (value_k,q - value_k,c)
+        plain_c + sum_k sign_k * weight_k,c * (value_k,q - value_k,c)
 
     for each ``(weighted, plain)`` of ``sums`` (``weighted``: the
-    ``(weight_k, value_k)`` pairs), with the fields ``plain`` and ``weight_k``
-    given at the windows' centre pixels ``c`` (0 where there is no window)
-    and ``value_k`` at every pixel: the transpose of the window (what the
-    derivative of a windowed statistic needs), centred. Several sums are
-    formed in the same passes (what they share is read once).
+    ``(weight_k, value_k)`` pairs, or ``(weight_k, value_k, -1)`` for a
+    negative sign): the transpose of the window (what the derivative of a
+    windowed statistic needs), centred. Every field and value is given at
+    all the window centres that reach the output, ``w - 1`` more rows and
+    columns (``floor((w-1)/2)`` before, ``ceil((w-1)/2)`` after, as the
+    windows that hold the output's corner pixels are centred; ``plain`` and
+    ``weight_k`` are 0 where there is no window): ``(..., H + w - 1, W + w - 1)``
+    in, ``(..., H, W)`` out ("valid": the caller holds the padding, as a
+    kernel's tile holds its halo). Several sums are formed in the same
+    passes (what they share is read once, a weight they share summed once).
 
     Formed separably, columns then rows, in O(w) per pixel:
     ``value_q - value_c = (value_q - value_r) + (value_r - value_c)`` through
@@ -583,45 +597,57 @@ def sum_over_windows(
     largest gradient of SCC on quantized photographs at w = 3.)
 
     Args:
-      sums: ``(weighted, plain)`` pairs, every array ``(..., H, W)``.
+      sums: ``(weighted, plain)`` pairs, every array ``(..., H + w - 1, W + w - 1)``.
       w: the window size.
-      boundary: applied to the column pass's results before the row pass
-        reads them (an execution strategy's fusion barrier; identity by default).
+      stage: ``stage(fn, *args)`` computes the column pass (results
+        ``(..., H, W + w - 1)``, read by the row pass) as ``fn(*args)``, the
+        way an execution strategy wants it (its fusion barrier); as is by default.
+      columns_padded: ``False``: the columns are given without the windows'
+        (``(..., H + w - 1, W)``: every window centred in them, the
+        others' fields 0), and the row pass pads the column pass's results
+        (a compiler that fuses pads into their readers moves fewer bytes).
 
     Returns:
       One ``(..., H, W)`` array per entry of ``sums``.
     """
     if w == 1:
         return [plain for _, plain in sums]
-    axis = sums[0][1].ndim - 2
-    columns = boundary([_adjoint_1d(weighted, plain, w, axis) for weighted, plain in sums])
-    return [
-        _adjoint_1d([(s, v) for s, (_, v) in zip(column_sums, weighted)], partial, w, axis + 1)[1]
-        for (column_sums, partial), (weighted, _) in zip(columns, sums)
-    ]
-
-
-
-def sum_over_windows_valid(
-    sums: Sequence[Tuple[Sequence[Tuple[jax.Array, jax.Array]], jax.Array]], w: int
-) -> List[jax.Array]:
-    """:func:`sum_over_windows` with every field and value given at all the
-    window centres that reach the output, ``w - 1`` more rows and columns
-    (``floor((w-1)/2)`` before, ``ceil((w-1)/2)`` after, as the windows that
-    hold the output's corner pixels are centred): ``(..., H + w - 1, W + w - 1)``
-    in, ``(..., H, W)`` out ("valid"; for a kernel's tile with its halo). The
-    same separable, centred passes."""
-    if w == 1:
-        return [plain for _, plain in sums]
     _, after = window_padding(w)
     rows, cols = sums[0][1].ndim - 2, sums[0][1].ndim - 1
-    n, m = sums[0][1].shape[rows] - (w - 1), sums[0][1].shape[cols] - (w - 1)
+    n, m = sums[0][1].shape[rows] - (w - 1), sums[0][1].shape[cols] - (w - 1 if columns_padded else 0)
     q_rows = lambda x: lax.slice_in_dim(x, after, after + n, axis=rows)  # noqa: E731
+    # Each distinct array once (a weight summed once), each term as
+    # (weight's index, value's index, sign).
+    arrays: List[jax.Array] = []
+
+    def index(x: jax.Array) -> int:
+        at = next((i for i, y in enumerate(arrays) if y is x), None)
+        if at is None:
+            at = len(arrays)
+            arrays.append(x)
+        return at
+
+    layout = [[(index(pair[0]), index(pair[1]), pair[2] if len(pair) == 3 else 1) for pair in weighted] for weighted, _ in sums]
+    weights = sorted({a for terms in layout for a, _, _ in terms})
+    plains = [plain for _, plain in sums]
+
+    def column_pass(arrays, plains):  # at (q's row, c's column)
+        partials = [
+            _adjoint_1d([(arrays[a], arrays[v], q_rows(arrays[v]), sign) for a, v, sign in terms], plain, w, rows)
+            for terms, plain in zip(layout, plains)
+        ]
+        return {a: _window_sums(arrays[a], w, rows) for a in weights}, partials
+
+    column_sums, partials = stage(column_pass, arrays, plains)
+    pad = lambda x: x  # noqa: E731
+    if not columns_padded:
+        pad = lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(after, w - 1 - after)])  # noqa: E731
+        column_sums, partials = {a: pad(x) for a, x in column_sums.items()}, [pad(x) for x in partials]
     out = []
-    for weighted, plain in sums:
-        # Columns: at (q's row, c's column).
-        column_sums, partial = _adjoint_1d_valid([(a, v, q_rows(v)) for a, v in weighted], plain, w, rows)
-        at_r = [q_rows(v) for _, v in weighted]
-        at_q = [lax.slice_in_dim(v, after, after + m, axis=cols) for v in at_r]
-        out.append(_adjoint_1d_valid(list(zip(column_sums, at_r, at_q)), partial, w, cols)[1])
+    for terms, partial in zip(layout, partials):
+        row_terms = []
+        for a, v, sign in terms:
+            at_r = pad(q_rows(arrays[v]))
+            row_terms.append((column_sums[a], at_r, lax.slice_in_dim(at_r, after, after + m, axis=cols), sign))
+        out.append(_adjoint_1d(row_terms, partial, w, cols))
     return out

@@ -26,7 +26,7 @@ tile, by the same functions as every other strategy:
 4. for the loss, the same tile also forms the gradient of the plane's map
    sum in its inputs over a wider halo: the rule of
    :func:`~jax_scc._src.definition.band_gradient`, its sums over windows
-   separable and centred (:func:`~jax_scc._src.moments.sum_over_windows_valid`),
+   separable and centred (:func:`~jax_scc._src.moments.sum_over_windows`),
    the high-pass's transpose
    (:func:`~jax_scc._src.highpass.high_pass_transpose_taps`) and the
    reflection's (:func:`_fold`), and writes it to a gradient plane.
@@ -319,7 +319,7 @@ def _tile_gradient(xp: jax.Array, xt: jax.Array, r0, c0, g: _Geometry, config: C
 
     def gradient(own, other, b, e):
         # Over the windows that hold each s, separable and centred (as on CPU).
-        (g_hp,) = moments.sum_over_windows_valid([([(fields.a, other[at_c]), (-b, own[at_c])], e)], w)
+        (g_hp,) = moments.sum_over_windows([([(fields.a, other[at_c]), (-b, own[at_c])], e)], w)
         g_hp = jnp.where(s_inside, g_hp, jnp.zeros_like(g_hp))  # outside: the window's zero padding
         g_in = highpass.high_pass_transpose_taps(g_hp, hp_filter)  # the tile, and the filter's padding around it
         g_in = _fold(g_in, r0, g.h, g.hp_top, g.hp_bottom, g.tile[0], 0)
