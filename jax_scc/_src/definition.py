@@ -716,8 +716,8 @@ def band_gradient(
     hp = stage(functools.partial(padded_rows, pad=stored), high_pass(band, config))
     # The window's: the rows as high-passed, the columns padded (before, after).
     p, t = (reframe(x, stored, ((0, 0), (before, after))) for x in (hp.preds, hp.target))
-    # In memory (a copy: computing the fields in a stage of their own, with
-    # the moments its operands, is slower).
+    # In memory (a copy: a stage computing the fields from the moments as
+    # its operands, with no copy, measured slower).
     mom = stage(lambda m: m, moments.local_moments(p, t, w, pairing=pairing, rows_padded=True, columns_padded=True))
     pixels = _map_pixels(hp, mom, config)
     keep = pixels.keep
