@@ -624,11 +624,12 @@ def _high_pass_transpose(hp: HighPassed, g: jax.Array, config: Config, bordered:
     if bw:
         column = lax.broadcasted_iota(jnp.int32, (1,) * (g.ndim - 1) + g.shape[-1:], g.ndim - 1)
         inside = inside & (column >= bw) & (column < g.shape[-1] - bw)
-    g = pad_spatial(jnp.where(inside, g, jnp.zeros_like(g)), (eh - bh,) * 2, (ew - bw,) * 2)
-    g = highpass.high_pass_transpose_taps(g, hp_filter)
+    g = jnp.where(inside, g, jnp.zeros_like(g))
     if bordered:
+        g = highpass.high_pass_transpose_taps(g, hp_filter)
         g = highpass.reflect_pad_transpose(g, *hp_padding(len(hp_filter[0])), axis=g.ndim - 1)
     else:
+        g = highpass.high_pass_valid_transpose(g, hp_filter)
         (g,) = jax.linear_transpose(
             lambda x: highpass.pad_for_high_pass(x, hp_filter, rows=False),
             jax.ShapeDtypeStruct(g.shape[:-1] + (g.shape[-1] - ew,), g.dtype),
